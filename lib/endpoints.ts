@@ -1,0 +1,150 @@
+/**
+ * Peer addresses (IP and UDP port), interned so the hot path compares objects, not strings.
+ *
+ * The table only grows when the relay decides to keep state about an address (a pending
+ * handshake, a session, a proof of return routability); a packet from an unknown source is
+ * looked up, never inserted, so a flood of spoofed sources cannot grow it. Each endpoint lives
+ * at least as long as the longest-lived state that points at it (`keepUntil`), which is what lets
+ * sessions hold endpoint objects and compare them by identity.
+ *
+ * @module
+ */
+
+/** One peer address as the bridge sees it. */
+export interface Endpoint {
+  /** The address, IPv4-mapped IPv6 written as plain IPv4 (one peer, one address). */
+  readonly host: string;
+  /** UDP port. */
+  readonly port: number;
+  /** The host exactly as the socket reported it, compared first on the hot path. */
+  readonly wireHost: string;
+  /** Address family. */
+  readonly family: 4 | 6;
+  /** Rate-limit bucket: the IPv4 address, or the IPv6 /64 as WireGuard groups them. */
+  readonly rateKey: string;
+  /** Until when the address counts as proven to receive (ms); 0 when never proven. */
+  provenUntil: number;
+  /** Id of the configured key last learned to live here, or -1. */
+  keyId: number;
+  /** Id of the key this source's last initiation named (a hint for mac1 checks), or -1. */
+  lastNamedKeyId: number;
+  /** Pending initiations from this address (a per-source cap). */
+  pendingCount: number;
+  /** The table may forget this endpoint after this time (ms). */
+  keepUntil: number;
+  /** Scratch mark used to de-duplicate broadcast targets without allocating a set. */
+  mark: number;
+  /** The socket this address was first heard on, as the I/O layer named it: replies go there. */
+  readonly via: unknown;
+  /** A cache slot for the I/O layer (main.ts keeps the address object it sends to). */
+  io: unknown;
+}
+
+const MAPPED_PREFIX = "::ffff:";
+
+/** Writes an IPv4-mapped IPv6 address as IPv4; any other address is returned as it is. */
+export function normalizeHost(host: string): string {
+  if (host.length > MAPPED_PREFIX.length && host.charCodeAt(0) === 58 /* : */) {
+    const lower = host.slice(0, MAPPED_PREFIX.length).toLowerCase();
+    const rest = host.slice(MAPPED_PREFIX.length);
+    if (lower === MAPPED_PREFIX && rest.includes(".")) return rest;
+  }
+  return host;
+}
+
+/** The first four 16-bit groups of an IPv6 address, as 4 hex numbers joined with ":". */
+export function ipv6Prefix64(host: string): string {
+  const zone = host.indexOf("%");
+  const bare = zone >= 0 ? host.slice(0, zone) : host;
+  const halves = bare.split("::");
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length > 1 && halves[1] ? halves[1].split(":") : [];
+  const groups = [...head, ...new Array(Math.max(0, 8 - head.length - tail.length)).fill("0")];
+  groups.push(...tail);
+  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(":") + "::/64";
+}
+
+/** The interned endpoints, keyed by normalised host and port. */
+export class EndpointTable {
+  readonly #byHost = new Map<string, Map<number, Endpoint>>();
+  #size = 0;
+  readonly #capacity: number;
+
+  /** `capacity` bounds the table; {@link EndpointTable.intern} refuses beyond it. */
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  /** Number of endpoints held. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Looks an address up without creating anything. */
+  find(host: string, port: number): Endpoint | undefined {
+    return this.#byHost.get(normalizeHost(host))?.get(port);
+  }
+
+  /**
+   * Finds or creates the endpoint for an address heard on socket `via`; undefined when the
+   * table is full.
+   */
+  intern(host: string, port: number, now: number, via?: unknown): Endpoint | undefined {
+    const normal = normalizeHost(host);
+    let ports = this.#byHost.get(normal);
+    const found = ports?.get(port);
+    if (found) return found;
+    if (this.#size >= this.#capacity) return undefined;
+    const family = normal.includes(":") ? 6 : 4;
+    const endpoint: Endpoint = {
+      host: normal,
+      wireHost: host,
+      port,
+      family,
+      rateKey: family === 4 ? normal : ipv6Prefix64(normal),
+      provenUntil: 0,
+      keyId: -1,
+      lastNamedKeyId: -1,
+      pendingCount: 0,
+      keepUntil: now,
+      mark: 0,
+      via,
+      io: undefined,
+    };
+    if (!ports) {
+      ports = new Map();
+      this.#byHost.set(normal, ports);
+    }
+    ports.set(port, endpoint);
+    this.#size++;
+    return endpoint;
+  }
+
+  /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
+  sweep(now: number): number {
+    let removed = 0;
+    for (const [host, ports] of this.#byHost) {
+      for (const [port, endpoint] of ports) {
+        if (endpoint.keepUntil < now && endpoint.pendingCount === 0) {
+          ports.delete(port);
+          removed++;
+        }
+      }
+      if (ports.size === 0) this.#byHost.delete(host);
+    }
+    this.#size -= removed;
+    return removed;
+  }
+}
+
+/** Extends how long an endpoint must be kept. */
+export function keepEndpoint(endpoint: Endpoint, until: number): void {
+  if (endpoint.keepUntil < until) endpoint.keepUntil = until;
+}
+
+/** Formats an endpoint as `host:port`, IPv6 in brackets, as `wg` prints endpoints. */
+export function formatEndpoint(endpoint: { host: string; port: number }): string {
+  return endpoint.host.includes(":")
+    ? `[${endpoint.host}]:${endpoint.port}`
+    : `${endpoint.host}:${endpoint.port}`;
+}

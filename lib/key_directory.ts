@@ -1,0 +1,138 @@
+/**
+ * Where each configured key lives, and who might be a key we have not located yet.
+ *
+ * A completed handshake tells the bridge two facts it can trust as far as addresses go: the
+ * initiation's mac1 named the responder's key and the response came from the responder's
+ * address; the response's mac1 named the initiator's key and the initiation came from the
+ * initiator's. Later initiations for a located key go to that one address (directed
+ * forwarding). Only when a key is not located does the bridge fall back to the seed's
+ * behaviour of offering the initiation to other addresses of the key's groups, and then only
+ * to "candidates": proven addresses that recently initiated a handshake towards a key of that
+ * group and whose own key is still unknown. Known keys are never offered someone else's
+ * initiation: their WireGuard would drop it anyway, since mac1 names another key.
+ *
+ * @module
+ */
+
+import { REJECT_AFTER_TIME_MS } from "./constants.ts";
+import { type Endpoint, keepEndpoint } from "./endpoints.ts";
+import type { KeyRegistry, PeerKey } from "./keys.ts";
+
+/**
+ * A key's address stays usable as long as its peer could still be using a session from there;
+ * a peer with PersistentKeepalive refreshes it long before.
+ */
+export const KEY_ADDRESS_TTL_MS = REJECT_AFTER_TIME_MS;
+/** A candidate address is offered initiations for this long after its own last initiation. */
+export const CANDIDATE_TTL_MS = REJECT_AFTER_TIME_MS;
+
+/** Learned key locations and broadcast candidates. */
+export class KeyDirectory {
+  readonly #registry: KeyRegistry;
+  readonly #located: (Endpoint | undefined)[];
+  readonly #seenAt: Float64Array;
+  readonly #candidates: Map<Endpoint, number>[];
+  readonly #maxCandidates: number;
+  #mark = 0;
+
+  /** A directory for the keys of `registry`; each group keeps at most `maxCandidates`. */
+  constructor(registry: KeyRegistry, maxCandidates: number) {
+    this.#registry = registry;
+    this.#located = new Array(registry.keys.length).fill(undefined);
+    this.#seenAt = new Float64Array(registry.keys.length);
+    this.#candidates = registry.groups.map(() => new Map());
+    this.#maxCandidates = maxCandidates;
+  }
+
+  /** Records that `key` lives at `endpoint` (from a completed handshake or a roam). */
+  learn(key: PeerKey, endpoint: Endpoint, now: number): void {
+    const previous = this.#located[key.id];
+    if (previous && previous !== endpoint && previous.keyId === key.id) previous.keyId = -1;
+    this.#located[key.id] = endpoint;
+    this.#seenAt[key.id] = now;
+    endpoint.keyId = key.id;
+    keepEndpoint(endpoint, now + KEY_ADDRESS_TTL_MS);
+    for (const g of key.groups) this.#candidates[g].delete(endpoint);
+  }
+
+  /** Notes traffic from a located key's address, keeping the location fresh. */
+  touch(key: PeerKey, endpoint: Endpoint, now: number): void {
+    if (this.#located[key.id] === endpoint) this.#seenAt[key.id] = now;
+  }
+
+  /** The key's proven, fresh address, if any. */
+  locate(key: PeerKey, now: number): Endpoint | undefined {
+    const endpoint = this.#located[key.id];
+    if (!endpoint || this.#seenAt[key.id] + KEY_ADDRESS_TTL_MS < now) return undefined;
+    if (endpoint.provenUntil < now || endpoint.keyId !== key.id) return undefined;
+    return endpoint;
+  }
+
+  /** The key learned at an address, if still fresh there. */
+  keyAt(endpoint: Endpoint, now: number): PeerKey | undefined {
+    if (endpoint.keyId < 0) return undefined;
+    const key = this.#registry.keys[endpoint.keyId];
+    return this.#located[key.id] === endpoint && this.#seenAt[key.id] + KEY_ADDRESS_TTL_MS >= now
+      ? key
+      : undefined;
+  }
+
+  /**
+   * Notes a proven address that initiated towards `target`: it is probably a peer of the
+   * target's groups, so it is offered their initiations until its own key is known.
+   */
+  addCandidate(target: PeerKey, endpoint: Endpoint, now: number): void {
+    if (endpoint.keyId >= 0) return;
+    for (const g of target.groups) {
+      const candidates = this.#candidates[g];
+      candidates.delete(endpoint);
+      if (candidates.size >= this.#maxCandidates) {
+        candidates.delete(candidates.keys().next().value!);
+      }
+      candidates.set(endpoint, now + CANDIDATE_TTL_MS);
+    }
+    keepEndpoint(endpoint, now + CANDIDATE_TTL_MS);
+  }
+
+  /**
+   * Fills `out` with the candidates that may be `target` (excluding `source`), at most `limit`
+   * of them, each once. Returns how many.
+   */
+  candidatesFor(
+    target: PeerKey,
+    source: Endpoint,
+    now: number,
+    out: Endpoint[],
+    limit: number,
+  ): number {
+    const mark = ++this.#mark;
+    source.mark = mark;
+    let count = 0;
+    for (const g of target.groups) {
+      for (const [endpoint, expiresAt] of this.#candidates[g]) {
+        if (count >= limit) return count;
+        if (expiresAt < now || endpoint.provenUntil < now || endpoint.mark === mark) continue;
+        if (endpoint.keyId >= 0 && endpoint.keyId !== target.id) continue;
+        endpoint.mark = mark;
+        out[count++] = endpoint;
+      }
+    }
+    return count;
+  }
+
+  /** Forgets expired candidates. */
+  sweep(now: number): void {
+    for (const candidates of this.#candidates) {
+      for (const [endpoint, expiresAt] of candidates) {
+        if (expiresAt < now) candidates.delete(endpoint);
+      }
+    }
+  }
+
+  /** Total number of candidate entries, for metrics. */
+  get candidateCount(): number {
+    let n = 0;
+    for (const c of this.#candidates) n += c.size;
+    return n;
+  }
+}
