@@ -120,6 +120,13 @@ export class EndpointTable {
     return endpoint;
   }
 
+  /** Calls `visit` for every endpoint (not for the hot path). */
+  forEach(visit: (endpoint: Endpoint) => void): void {
+    for (const ports of this.#byHost.values()) {
+      for (const endpoint of ports.values()) visit(endpoint);
+    }
+  }
+
   /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
   sweep(now: number): number {
     let removed = 0;

@@ -58,8 +58,8 @@ export interface SessionSide {
   readonly index: number;
   /** Where this side's packets come from and where packets to it go. */
   endpoint: Endpoint;
-  /** The configured key of this side. */
-  readonly key: PeerKey;
+  /** The configured key of this side (replaced when the configuration is reloaded). */
+  key: PeerKey;
   /** The other side. */
   other: SessionSide;
   /** The session both sides belong to. */

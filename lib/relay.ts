@@ -122,12 +122,12 @@ export class Relay {
   readonly endpoints: EndpointTable;
   /** Pending handshakes and sessions. */
   readonly table: IndexTable;
-  /** Learned key locations. */
-  readonly directory: KeyDirectory;
-  /** The configured keys. */
-  readonly registry: KeyRegistry;
+  /** Learned key locations (replaced on reconfiguration). */
+  directory: KeyDirectory;
+  /** The configured keys (replaced on reconfiguration). */
+  registry: KeyRegistry;
   readonly #options: RelayOptions;
-  readonly #matcher: KeyMatcher;
+  #matcher: KeyMatcher;
   readonly #cookies: CookieChecker;
   readonly #limiter: SourceRateLimiter;
   readonly #replay: ReplayFilter;
@@ -158,6 +158,46 @@ export class Relay {
     this.#broadcastBudget = new TokenBucket(o.broadcastRate, o.broadcastRate, now);
     this.#cookieBudget = new TokenBucket(o.cookieRate, o.cookieRate, now);
     this.#decision = new RelayDecision(o.maxBroadcast);
+  }
+
+  /**
+   * Switches to a new set of keys and groups without dropping tunnels: a session survives when
+   * both its keys are still configured and still share a group; every other session goes, with
+   * a `session-expired` event (why: config). Pending handshakes are dropped (their peers retry
+   * within seconds) and key locations are relearned from the surviving sessions.
+   */
+  reconfigure(registry: KeyRegistry, now: number): { kept: number; removed: number } {
+    let kept = 0;
+    const removed = this.table.retain((session) => {
+      const initiator = registry.find(session.initiator.key.base64);
+      const responder = registry.find(session.responder.key.base64);
+      if (!initiator || !responder || !registry.shareGroup(initiator, responder)) return false;
+      session.initiator.key = initiator;
+      session.responder.key = responder;
+      kept++;
+      return true;
+    });
+    for (const session of removed) this.#expired(session, "config");
+    this.endpoints.forEach((endpoint) => {
+      endpoint.keyId = -1;
+      endpoint.lastNamedKeyId = -1;
+    });
+    this.registry = registry;
+    this.directory = new KeyDirectory(registry, Math.max(16, 2 * this.#options.maxBroadcast));
+    this.#matcher = new KeyMatcher(
+      registry,
+      this.directory,
+      this.stats,
+      this.#options.scanBudget,
+      now,
+    );
+    for (const session of this.table.sessions()) {
+      this.directory.learn(session.responder.key, session.responder.endpoint, now);
+      if (session.confirmed) {
+        this.directory.learn(session.initiator.key, session.initiator.endpoint, now);
+      }
+    }
+    return { kept, removed: removed.length };
   }
 
   /** Takes the events queued since the last call. */

@@ -63,6 +63,8 @@ export class RelayStats {
   roams = 0;
   /** mac1 computations, the relay's main CPU cost besides forwarding. */
   macChecks = 0;
+  /** Receive calls that failed (the loop goes on). */
+  receiveErrors = 0;
   /** Full scans over all keys (a source whose key the relay could not guess). */
   keyScans = 0;
 }

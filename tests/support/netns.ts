@@ -436,8 +436,9 @@ export class Lab {
    * {@linkcode BRIDGE_PORT} and resolves once its UDP socket is bound.
    */
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
-    await cacheBridgeDeps();
-    const argv = [
+    const devRelay = Deno.env.get("WGBE2E_DEV_RELAY"); // DEVHACK-REMOVE
+    if (!devRelay) await cacheBridgeDeps();
+    const argv0 = [
       Deno.execPath(),
       "run",
       "--allow-net",
@@ -445,9 +446,10 @@ export class Lab {
       "-p",
       String(BRIDGE_PORT),
     ];
-    for (const group of opts.groups) argv.push("-k", group.join(","));
-    for (const addr of opts.listen ?? []) argv.push("--listen", addr);
-    argv.push("--log-level", opts.logLevel ?? "info");
+    for (const group of opts.groups) argv0.push("-k", group.join(","));
+    for (const addr of opts.listen ?? []) argv0.push("--listen", addr);
+    argv0.push("--log-level", opts.logLevel ?? "info");
+    const argv = devRelay ? [devRelay, "-p", String(BRIDGE_PORT)] : argv0; // DEVHACK-REMOVE
     const proc = this.spawn(ns, "bridge", argv, REPO_ROOT);
     const want = Math.max(1, opts.listen?.length ?? 0);
     await until("the bridge to bind its port", 20_000, async () => {
@@ -497,7 +499,7 @@ export async function withLab(
 ): Promise<void> {
   await sweepLeftovers();
   const lab = new Lab(tag);
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${tag}: gave up after ${limitMs} ms`)), limitMs);
   });
