@@ -413,17 +413,8 @@ export class Lab {
     const publicKey = (await run(["wg", "pubkey"], { stdin: privateKey + "\n" })).stdout.trim();
     this.spawn(ns, `wireguard-go ${iface}`, ["wireguard-go", "-f", iface]);
     await until(`${iface} to appear`, 10_000, () => wgExists(ns, iface));
-    await inNs(ns, [
-      "wg",
-      "set",
-      iface,
-      "listen-port",
-      String(listenPort),
-      "private-key",
-      "/dev/stdin",
-    ], {
-      stdin: privateKey + "\n",
-    });
+    const setKey = ["set", iface, "listen-port", String(listenPort), "private-key", "/dev/stdin"];
+    await inNs(ns, ["wg", ...setKey], { stdin: privateKey + "\n" });
     await ipIn(ns, "addr", "add", `${address}/24`, "dev", iface);
     await ipIn(ns, "link", "set", iface, "up");
     const node = { ns, iface, publicKey, address, listenPort };
@@ -436,20 +427,11 @@ export class Lab {
    * {@linkcode BRIDGE_PORT} and resolves once its UDP socket is bound.
    */
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
-    const devRelay = Deno.env.get("WGBE2E_DEV_RELAY"); // DEVHACK-REMOVE
-    if (!devRelay) await cacheBridgeDeps();
-    const argv0 = [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      MAIN_TS.pathname,
-      "-p",
-      String(BRIDGE_PORT),
-    ];
-    for (const group of opts.groups) argv0.push("-k", group.join(","));
-    for (const addr of opts.listen ?? []) argv0.push("--listen", addr);
-    argv0.push("--log-level", opts.logLevel ?? "info");
-    const argv = devRelay ? [devRelay, "-p", String(BRIDGE_PORT)] : argv0; // DEVHACK-REMOVE
+    await cacheBridgeDeps();
+    const argv = [Deno.execPath(), "run", "--allow-net", MAIN_TS.pathname];
+    argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
+    for (const group of opts.groups) argv.push("-k", group.join(","));
+    for (const addr of opts.listen ?? []) argv.push("--listen", addr);
     const proc = this.spawn(ns, "bridge", argv, REPO_ROOT);
     const want = Math.max(1, opts.listen?.length ?? 0);
     await until("the bridge to bind its port", 20_000, async () => {
@@ -611,19 +593,10 @@ export async function until(
  * with `remote.address/32` as allowed IPs and the recommended PersistentKeepalive.
  */
 export async function addPeer(local: WgNode, remote: WgNode, endpoint: string): Promise<void> {
-  await inNs(local.ns, [
-    "wg",
-    "set",
-    local.iface,
-    "peer",
-    remote.publicKey,
-    "endpoint",
-    endpoint,
-    "persistent-keepalive",
-    String(KEEPALIVE_S),
-    "allowed-ips",
-    `${remote.address}/32`,
-  ]); // deno-fmt-ignore
+  const peer = ["peer", remote.publicKey, "endpoint", endpoint];
+  const keepalive = ["persistent-keepalive", String(KEEPALIVE_S)];
+  const allowed = ["allowed-ips", `${remote.address}/32`];
+  await inNs(local.ns, ["wg", "set", local.iface, ...peer, ...keepalive, ...allowed]);
 }
 
 /** Points `local`'s peer `remote` at a new endpoint without touching the session. */
@@ -694,20 +667,9 @@ export async function ping(
   const interval = opts.interval ?? 0.2;
   const wait = opts.wait ?? 2;
   const deadline = Math.ceil(count * interval + wait + 1);
-  const out = await inNs(ns, [
-    "ping",
-    "-n",
-    "-q",
-    "-c",
-    String(count),
-    "-i",
-    String(interval),
-    "-W",
-    String(wait),
-    "-w",
-    String(deadline),
-    address,
-  ], { allowFail: true, timeoutMs: (deadline + 5) * 1000 }); // deno-fmt-ignore
+  const pace = ["-c", String(count), "-i", String(interval), "-W", String(wait)];
+  const argv = ["ping", "-n", "-q", ...pace, "-w", String(deadline), address];
+  const out = await inNs(ns, argv, { allowFail: true, timeoutMs: (deadline + 5) * 1000 });
   const stats = out.stdout.match(/(\d+) packets transmitted, (\d+) received/);
   if (!stats) throw new Error(`ping gave no statistics:\n${out.stdout}${out.stderr}`);
   return { sent: Number(stats[1]), received: Number(stats[2]) };
@@ -724,17 +686,8 @@ export async function firstReply(
   timeoutMs: number,
 ): Promise<number | null> {
   const seconds = String(Math.ceil(timeoutMs / 1000));
-  const proc = lab.spawn(ns, `ping ${address}`, [
-    "ping",
-    "-n",
-    "-i",
-    "0.2",
-    "-W",
-    "1",
-    "-w",
-    seconds,
-    address,
-  ]);
+  const argv = ["ping", "-n", "-i", "0.2", "-W", "1", "-w", seconds, address];
+  const proc = lab.spawn(ns, `ping ${address}`, argv);
   const at = await proc.waitForLine(/bytes from/, timeoutMs);
   await proc.stop();
   return at;
@@ -751,26 +704,11 @@ export async function iperf3(
   seconds = 3,
 ): Promise<number> {
   const port = 5201;
-  const srv = lab.spawn(server.ns, "iperf3 server", [
-    "iperf3",
-    "-s",
-    "-1",
-    "-B",
-    server.address,
-    "-p",
-    String(port),
-  ]);
+  const serverArgv = ["iperf3", "-s", "-1", "-B", server.address, "-p", String(port)];
+  const srv = lab.spawn(server.ns, "iperf3 server", serverArgv);
   await until("iperf3 server to listen", 5000, () => tcpListening(server.ns, port));
-  const out = await inNs(client.ns, [
-    "iperf3",
-    "-c",
-    server.address,
-    "-p",
-    String(port),
-    "-J",
-    "-t",
-    String(seconds),
-  ], { timeoutMs: (seconds + 20) * 1000, allowFail: true }); // deno-fmt-ignore
+  const argv = ["iperf3", "-c", server.address, "-p", String(port), "-J", "-t", String(seconds)];
+  const out = await inNs(client.ns, argv, { timeoutMs: (seconds + 20) * 1000, allowFail: true });
   await srv.stop(5000);
   const report = JSON.parse(out.stdout || "{}");
   const bps = report?.end?.sum_received?.bits_per_second;
