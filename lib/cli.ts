@@ -1,5 +1,6 @@
 /**
- * Command-line parsing: argv in, validated options or one line of error out.
+ * Command-line parsing: argv in, a command and a validated {@link SettingsLayer} of flags, or
+ * one line of error out. The flags are merged over the config file by lib/settings.ts.
  *
  * Flags are compatible with the seed (`-p/--port`, `-k/--keys`, repeatable) so an existing
  * service file keeps working.
@@ -8,95 +9,82 @@
  */
 
 import { parseArgs } from "node:util";
-import type { GroupSpec } from "./keys.ts";
+import { parseHostPort, parsePort } from "./address.ts";
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
+import {
+  DEFAULT_METRICS_LISTEN,
+  DEFAULT_SUMMARY_INTERVAL_S,
+  type SettingsLayer,
+} from "./settings.ts";
 
-/** Log levels, most verbose first. */
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-/** A log level. */
-export type LogLevel = typeof LOG_LEVELS[number];
-
-/** Everything the server needs to start. */
-export interface ServerOptions {
-  /** UDP port for every listen address without its own port. */
-  port: number;
-  /** Addresses to bind; empty means all IPv4 and all IPv6 addresses. */
-  listen: { host: string; port: number }[];
-  /** Key groups, from `--keys` in order. */
-  groups: GroupSpec[];
-  /** Minimum level logged. */
-  logLevel: LogLevel;
-  /** Relay limits. */
-  relay: RelayOptions;
-}
+export { LOG_LEVELS, type LogLevel } from "./log.ts";
+export type { ServerOptions } from "./settings.ts";
 
 /** What the command line asks for. */
 export type CliResult =
-  | { ok: true; command: "run"; options: ServerOptions }
+  | {
+    ok: true;
+    /** `run` the bridge, or `check` the settings and print what they enforce. */
+    command: "run" | "check";
+    /** `--config`, if given. */
+    configPath?: string;
+    /** Settings given as flags; they override the config file. */
+    flags: SettingsLayer;
+  }
+  | {
+    ok: true;
+    /** Ask a running bridge for its sessions over its metrics listener. */
+    command: "status";
+    /** `--config`, to find the metrics listener in. */
+    configPath?: string;
+    /** Flags (only `metricsListen` is used). */
+    flags: SettingsLayer;
+    /** Print the raw JSON instead of text. */
+    json: boolean;
+  }
   | { ok: true; command: "help" | "version" }
   | { ok: false; error: string };
+
+const d = DEFAULT_RELAY_OPTIONS;
 
 /** The usage text printed by `--help`. */
 export const USAGE = `wg-bridge: a relay that lets WireGuard peers behind NAT reach each other.
 
-Usage: wg-bridge -k "KEY1,KEY2[,...]" [-k "KEY3,KEY4" ...] [options]
+Usage: wg-bridge [run] --config FILE [options]
+       wg-bridge [run] -k "KEY1,KEY2[,...]" [-k "KEY3,KEY4" ...] [options]
+       wg-bridge check --config FILE [options]   validate, print groups and labels, exit 0/1
+       wg-bridge status [--config FILE | --metrics-listen ADDR:PORT] [--json]
+                                                 show the sessions of a running bridge
 
+Flags override the config file. SIGHUP re-reads the config file.
+
+  -c, --config FILE     JSON config: groups, labels, port, listen, limits, log, metrics
   -k, --keys LIST       a group of public keys (base64, comma-separated) that may
-                        talk to each other; repeat for more groups
+                        talk to each other; repeat for more groups (not with a
+                        config file that has groups)
   -p, --port PORT       UDP port (default 51820)
       --listen ADDR     address to bind, optionally ADDR:PORT or [ADDR6]:PORT;
                         repeatable (default: all IPv4 and IPv6 addresses)
       --log-level LEVEL debug, info, warn or error (default info)
-      --max-sessions N  established sessions kept (default ${DEFAULT_RELAY_OPTIONS.maxSessions})
-      --max-pending N   pending handshakes kept (default ${DEFAULT_RELAY_OPTIONS.maxPending})
-      --handshake-rate N  handshake messages per second per source IP or /64 (default ${DEFAULT_RELAY_OPTIONS.handshakeRate})
-      --handshake-burst N burst for the above (default ${DEFAULT_RELAY_OPTIONS.handshakeBurst})
+      --log-format FMT  text or json (default text)
+      --summary-interval S  seconds between summary log lines, 0 for none
+                        (default ${DEFAULT_SUMMARY_INTERVAL_S})
+      --metrics-listen ADDR:PORT  serve /metrics, /healthz and /status over HTTP
+                        (off by default; e.g. ${DEFAULT_METRICS_LISTEN}; "off" disables
+                        a listener set in the config file)
+      --max-sessions N  established sessions kept (default ${d.maxSessions})
+      --max-pending N   pending handshakes kept (default ${d.maxPending})
+      --handshake-rate N  handshake messages per second per source IP or /64 (default ${d.handshakeRate})
+      --handshake-burst N burst for the above (default ${d.handshakeBurst})
+      --json            (status) print the JSON the bridge serves at /status
   -h, --help            show this text
   -V, --version         show the version
 `;
 
-/** Parses a port: a whole number from 1 to 65535. */
-export function parsePort(text: string): number | undefined {
-  if (!/^[0-9]{1,5}$/.test(text)) return undefined;
-  const port = Number(text);
-  return port >= 1 && port <= 65535 ? port : undefined;
-}
-
-/** Parses `ADDR`, `ADDR:PORT`, `[ADDR6]` or `[ADDR6]:PORT`; the port defaults to `port`. */
-export function parseListen(
-  text: string,
-  port: number,
-): { host: string; port: number } | string {
-  let host = text;
-  let portText: string | undefined;
-  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
-  if (bracket) {
-    host = bracket[1];
-    portText = bracket[2];
-  } else if ((text.match(/:/g) ?? []).length === 1) {
-    [host, portText] = text.split(":");
-  }
-  const isV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(host);
-  const isV6 = host.includes(":") && /^[0-9a-fA-F:.]+$/.test(host);
-  if (!isV4 && !isV6) return `--listen "${text}": not an IP address`;
-  if (portText === undefined) return { host, port };
-  const parsed = parsePort(portText);
-  return parsed === undefined
-    ? `--listen "${text}": bad port "${portText}"`
-    : { host, port: parsed };
-}
-
-function positiveInteger(name: string, text: string | undefined, fallback: number) {
-  if (text === undefined) return fallback;
-  if (!/^[0-9]+$/.test(text) || Number(text) < 1) {
-    throw new CliError(`--${name} "${text}": want a whole number of at least 1`);
-  }
-  return Number(text);
-}
-
 class CliError extends Error {}
 
-/** Turns argv into options; never throws, never exits. */
+/** Turns argv into a command and flags; never throws, never exits. */
 export function parseCommandLine(args: string[]): CliResult {
   try {
     return parseOrThrow(args);
@@ -108,56 +96,104 @@ export function parseCommandLine(args: string[]): CliResult {
   }
 }
 
+function whole(name: string, text: string, min: number): number {
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
+    throw new CliError(`--${name} "${text}": want a whole number of at least ${min}`);
+  }
+  return Number(text);
+}
+
+function oneOf<T extends string>(name: string, text: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(text)) {
+    throw new CliError(`--${name} "${text}": want one of ${allowed.join(", ")}`);
+  }
+  return text as T;
+}
+
+const COMMANDS = ["run", "check", "status"] as const;
+const LIMIT_FLAGS: [string, keyof RelayOptions][] = [
+  ["max-sessions", "maxSessions"],
+  ["max-pending", "maxPending"],
+  ["handshake-rate", "handshakeRate"],
+  ["handshake-burst", "handshakeBurst"],
+];
+
 function parseOrThrow(args: string[]): CliResult {
   const { values, positionals } = parseArgs({
     args,
     strict: true,
     allowPositionals: true,
     options: {
+      config: { type: "string", short: "c" },
       keys: { type: "string", short: "k", multiple: true },
       port: { type: "string", short: "p" },
       listen: { type: "string", multiple: true },
       "log-level": { type: "string" },
+      "log-format": { type: "string" },
+      "summary-interval": { type: "string" },
+      "metrics-listen": { type: "string" },
       "max-sessions": { type: "string" },
       "max-pending": { type: "string" },
       "handshake-rate": { type: "string" },
       "handshake-burst": { type: "string" },
+      json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
   });
   if (values.help) return { ok: true, command: "help" };
   if (values.version) return { ok: true, command: "version" };
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`);
-  const port = values.port === undefined ? 51820 : parsePort(values.port);
-  if (port === undefined) throw new CliError(`--port "${values.port}": want 1-65535`);
-  const listen = (values.listen ?? []).map((text) => {
-    const parsed = parseListen(text, port);
-    if (typeof parsed === "string") throw new CliError(parsed);
-    return parsed;
-  });
-  const logLevel = values["log-level"] ?? "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new CliError(`--log-level "${logLevel}": want one of ${LOG_LEVELS.join(", ")}`);
+  const [first, extra] = positionals;
+  if (first !== undefined && !(COMMANDS as readonly string[]).includes(first)) {
+    throw new CliError(`unknown command "${first}" (want ${COMMANDS.join(", ")})`);
   }
-  if (!values.keys || values.keys.length === 0) {
-    throw new CliError('no keys: give at least one group with -k "KEY1,KEY2"');
+  if (extra !== undefined) throw new CliError(`unexpected argument "${extra}"`);
+  const command = (first ?? "run") as typeof COMMANDS[number];
+  if (values.json && command !== "status") throw new CliError("--json is for wg-bridge status");
+  if (values.config === "") throw new CliError("--config: empty file name");
+
+  const flags: SettingsLayer = {};
+  if (values.port !== undefined) {
+    flags.port = parsePort(values.port);
+    if (flags.port === undefined) throw new CliError(`--port "${values.port}": want 1-65535`);
   }
-  const groups = values.keys.map((list, i) => ({
-    name: `#${i + 1}`,
-    keys: list.split(",").map((k) => k.trim()).filter((k) => k !== "").map((key) => ({ key })),
-  }));
-  const d = DEFAULT_RELAY_OPTIONS;
-  const relay: RelayOptions = {
-    ...d,
-    maxSessions: positiveInteger("max-sessions", values["max-sessions"], d.maxSessions),
-    maxPending: positiveInteger("max-pending", values["max-pending"], d.maxPending),
-    handshakeRate: positiveInteger("handshake-rate", values["handshake-rate"], d.handshakeRate),
-    handshakeBurst: positiveInteger("handshake-burst", values["handshake-burst"], d.handshakeBurst),
-  };
-  return {
-    ok: true,
-    command: "run",
-    options: { port, listen, groups, logLevel: logLevel as LogLevel, relay },
-  };
+  if (values.listen !== undefined) {
+    for (const text of values.listen) {
+      // Checked now for a prompt error; the port is applied when merged with the file's.
+      const parsed = parseHostPort(text, 1);
+      if (typeof parsed === "string") throw new CliError(`--listen "${text}": ${parsed}`);
+    }
+    flags.listen = values.listen;
+  }
+  if (values["log-level"] !== undefined) {
+    flags.logLevel = oneOf<LogLevel>("log-level", values["log-level"], LOG_LEVELS);
+  }
+  if (values["log-format"] !== undefined) {
+    flags.logFormat = oneOf<LogFormat>("log-format", values["log-format"], LOG_FORMATS);
+  }
+  if (values["summary-interval"] !== undefined) {
+    flags.summaryIntervalS = whole("summary-interval", values["summary-interval"], 0);
+  }
+  const metrics = values["metrics-listen"];
+  if (metrics === "off") flags.metricsListen = null;
+  else if (metrics !== undefined) {
+    const parsed = parseHostPort(metrics);
+    if (typeof parsed === "string") throw new CliError(`--metrics-listen "${metrics}": ${parsed}`);
+    flags.metricsListen = parsed;
+  }
+  for (const [flag, field] of LIMIT_FLAGS) {
+    const text = values[flag] as string | undefined;
+    if (text !== undefined) (flags.limits ??= {})[field] = whole(flag, text, 1);
+  }
+  if (values.keys !== undefined) {
+    flags.groups = values.keys.map((list, i) => ({
+      name: `#${i + 1}`,
+      keys: list.split(",").map((k) => k.trim()).filter((k) => k !== "").map((key) => ({ key })),
+    }));
+  }
+  const configPath = values.config;
+  if (command === "status") {
+    return { ok: true, command, configPath, flags, json: values.json === true };
+  }
+  return { ok: true, command, configPath, flags };
 }

@@ -96,17 +96,17 @@ export class KeyDirectory {
 
   /**
    * Fills `out` with the candidates that may be `target` (excluding `source`), at most `limit`
-   * of them, each once. Returns how many.
+   * of them, each once. Returns how many. (`source` is undefined for an address not held.)
    */
   candidatesFor(
     target: PeerKey,
-    source: Endpoint,
+    source: Endpoint | undefined,
     now: number,
     out: Endpoint[],
     limit: number,
   ): number {
     const mark = ++this.#mark;
-    source.mark = mark;
+    if (source) source.mark = mark;
     let count = 0;
     for (const g of target.groups) {
       for (const [endpoint, expiresAt] of this.#candidates[g]) {

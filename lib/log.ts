@@ -2,13 +2,24 @@
  * Log lines: one per session event, never one per packet (except at debug level).
  *
  * The logger formats; the caller supplies where lines go and what time it is, so lib/ stays
- * free of I/O and clocks.
+ * free of I/O and clocks. Two formats: `text` for a terminal or the journal, `json` (one object
+ * per line) for collectors, which then get the event's fields without parsing the message.
  *
  * @module
  */
 
-import type { LogLevel } from "./cli.ts";
 import type { EventSide, RelayEvent } from "./events.ts";
+
+/** Log levels, most verbose first. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+/** A log level. */
+export type LogLevel = typeof LOG_LEVELS[number];
+/** Log line formats. */
+export const LOG_FORMATS = ["text", "json"] as const;
+/** A log line format. */
+export type LogFormat = typeof LOG_FORMATS[number];
+/** Structured fields of a line; shown only in the `json` format (the text says the same). */
+export type LogFields = Record<string, unknown>;
 
 const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
@@ -17,12 +28,22 @@ export class Logger {
   readonly #rank: number;
   readonly #write: (line: string) => void;
   readonly #clock: () => Date;
+  readonly #json: boolean;
 
-  /** Lines below `level` are skipped; `write` receives whole lines without newline. */
-  constructor(level: LogLevel, write: (line: string) => void, clock: () => Date) {
+  /**
+   * Lines below `level` are skipped; `write` receives whole lines without newline; `format`
+   * picks text or one JSON object per line.
+   */
+  constructor(
+    level: LogLevel,
+    write: (line: string) => void,
+    clock: () => Date,
+    format: LogFormat = "text",
+  ) {
     this.#rank = RANK[level];
     this.#write = write;
     this.#clock = clock;
+    this.#json = format === "json";
   }
 
   /** Whether lines at `level` are written (check before building a costly debug line). */
@@ -30,16 +51,25 @@ export class Logger {
     return RANK[level] >= this.#rank;
   }
 
-  /** Writes one line at `level`. */
-  log(level: LogLevel, message: string): void {
+  /** Writes one line at `level`; `fields` are added to JSON lines. */
+  log(level: LogLevel, message: string, fields?: LogFields): void {
     if (!this.enabled(level)) return;
-    this.#write(`${this.#clock().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}`);
+    const time = this.#clock().toISOString();
+    if (this.#json) {
+      // time, level and msg come first, and a field of the same name cannot overwrite them.
+      const head = { time, level, msg: message };
+      this.#write(JSON.stringify(Object.assign({ ...head }, fields, head)));
+    } else {
+      this.#write(`${time} ${level.toUpperCase().padEnd(5)} ${message}`);
+    }
   }
 
-  /** Writes the line for a relay event at its level. */
+  /** Writes the line for a relay event at its level (JSON lines carry the event's fields). */
   event(event: RelayEvent): void {
     const [level, message] = describeEvent(event);
-    this.log(level, message);
+    if (!this.enabled(level)) return;
+    const { type, ...rest } = event;
+    this.log(level, message, { event: type, ...rest });
   }
 }
 

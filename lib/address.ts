@@ -1,0 +1,65 @@
+/**
+ * Socket addresses as an admin writes them, on the command line or in the config file.
+ *
+ * Only IP literals are accepted: a host name would need DNS at start-up (and a resolver
+ * permission), and a bridge that binds whatever a name resolved to on boot day is a surprise.
+ *
+ * @module
+ */
+
+/** An IP address and a port. */
+export interface HostPort {
+  /** IPv4 or IPv6 literal, without brackets. */
+  host: string;
+  /** UDP or TCP port, 1-65535. */
+  port: number;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+
+/** Parses a port: a whole number from 1 to 65535. */
+export function parsePort(text: string): number | undefined {
+  if (!/^[0-9]{1,5}$/.test(text)) return undefined;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : undefined;
+}
+
+/** Whether `host` is an IPv4 or IPv6 literal (IPv6 without brackets). */
+export function isIpLiteral(host: string): boolean {
+  if (IPV4.test(host)) return true;
+  // A loose check is enough here: the socket layer rejects anything this lets through, and
+  // that error is reported with the address too.
+  return host.includes(":") && /^[0-9a-fA-F:.]+$/.test(host);
+}
+
+/**
+ * Parses `ADDR`, `ADDR:PORT`, `[ADDR6]` or `[ADDR6]:PORT`. Without a port, `defaultPort` is
+ * used, or, when it is undefined, the port is required. Returns what is wrong, in words that
+ * read well after the address (`"x": not an IP address`).
+ */
+export function parseHostPort(text: string, defaultPort?: number): HostPort | string {
+  let host = text;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
+  if (bracket) {
+    host = bracket[1];
+    portText = bracket[2];
+  } else if ((text.match(/:/g) ?? []).length === 1) {
+    [host, portText] = text.split(":");
+  }
+  if (!isIpLiteral(host)) return "not an IP address";
+  if (portText === undefined) {
+    return defaultPort === undefined
+      ? "no port (want ADDR:PORT or [ADDR6]:PORT)"
+      : { host, port: defaultPort };
+  }
+  const port = parsePort(portText);
+  return port === undefined ? `bad port "${portText}" (want 1-65535)` : { host, port };
+}
+
+/** Writes an address back as `ADDR:PORT` or `[ADDR6]:PORT`. */
+export function formatHostPort(address: HostPort): string {
+  return address.host.includes(":")
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
+}

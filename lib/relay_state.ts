@@ -1,0 +1,202 @@
+/**
+ * The relay's state, shared by the transport and handshake rules, and the decision it returns.
+ *
+ * Ownership: one {@link RelayState} per bridge, owned by the `Relay` facade in relay.ts and
+ * handed to the rule functions in transport_path.ts and handshakes.ts. They mutate it; nothing
+ * else does. Every component is bounded by the limits in {@link RelayOptions}.
+ *
+ * @module
+ */
+
+import { MESSAGE_COOKIE_REPLY_SIZE, REJECT_AFTER_TIME_MS } from "./constants.ts";
+import { CookieChecker, type RandomSource } from "./cookie.ts";
+import { type Endpoint, EndpointTable, formatEndpoint } from "./endpoints.ts";
+import type { RelayEvent } from "./events.ts";
+import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
+import { KeyDirectory } from "./key_directory.ts";
+import { KeyMatcher } from "./key_matcher.ts";
+import type { KeyRegistry } from "./keys.ts";
+import { SourceRateLimiter, TokenBucket } from "./rate_limiter.ts";
+import { ReplayFilter } from "./replay_filter.ts";
+import { type DropReason, RelayStats } from "./stats.ts";
+
+/** Tunables, all with defaults in {@link DEFAULT_RELAY_OPTIONS}. */
+export interface RelayOptions {
+  /** Pending handshakes in total (and unconfirmed sessions). */
+  maxPending: number;
+  /** Pending handshakes from one address. */
+  maxPendingPerSource: number;
+  /** Established sessions. */
+  maxSessions: number;
+  /** Handshake messages per second from one IPv4 address or IPv6 /64. */
+  handshakeRate: number;
+  /** Burst of handshake messages allowed from one source. */
+  handshakeBurst: number;
+  /** Copies of one initiation sent to candidates when its key is not located. */
+  maxBroadcast: number;
+  /** Broadcast copies per second, all sources together. */
+  broadcastRate: number;
+  /** MAC computations per second that full key scans may spend. */
+  scanBudget: number;
+  /** Cookie replies per second the bridge may send, all sources together. */
+  cookieRate: number;
+}
+
+/** Defaults sized for a small server. */
+export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
+  maxPending: 4096,
+  maxPendingPerSource: 4,
+  maxSessions: 100_000,
+  handshakeRate: 20,
+  handshakeBurst: 5,
+  maxBroadcast: 8,
+  broadcastRate: 1000,
+  scanBudget: 200_000,
+  cookieRate: 1000,
+};
+
+/** How long an address stays proven after its last proof of receiving. */
+export const PROOF_TTL_MS = REJECT_AFTER_TIME_MS;
+
+/** Why a session left the table. */
+export type SessionEnd = "expired" | "unconfirmed" | "evicted" | "config";
+
+/** What to do with one packet. Reused: read it before the next call. */
+export class RelayDecision {
+  /** `forward`: send `payload` to `targets[0..count)`; `reply`: send it back to the source. */
+  action: "forward" | "reply" | "drop" = "drop";
+  /** Why the packet was dropped, when it was. */
+  reason: DropReason | undefined = undefined;
+  /** The bytes to send (the packet itself, possibly with mac2 zeroed, or a cookie reply). */
+  payload: Uint8Array = new Uint8Array(0);
+  /** Where to send, for `forward`. */
+  readonly targets: Endpoint[];
+  /** How many of `targets` are used. */
+  count = 0;
+
+  /** A decision with room for `maxTargets` targets. */
+  constructor(maxTargets: number) {
+    this.targets = new Array(Math.max(1, maxTargets)).fill(undefined);
+  }
+}
+
+/** A session side as events show it. */
+export function describeSide(side: SessionSide) {
+  return { index: side.index, key: side.key.name, endpoint: formatEndpoint(side.endpoint) };
+}
+
+/** Everything the relay's rules read and change. */
+export class RelayState {
+  /** The limits in force. */
+  readonly options: RelayOptions;
+  /** Counters. */
+  readonly stats = new RelayStats();
+  /** Interned peer addresses. */
+  readonly endpoints: EndpointTable;
+  /** Pending handshakes and sessions. */
+  readonly table: IndexTable;
+  /** The configured keys (replaced on reconfiguration). */
+  registry: KeyRegistry;
+  /** Learned key locations (replaced on reconfiguration). */
+  directory: KeyDirectory;
+  /** Finds the key a mac1 names (replaced on reconfiguration). */
+  matcher: KeyMatcher;
+  /** Issues and checks our cookies. */
+  readonly cookies: CookieChecker;
+  /** Handshake messages per source. */
+  readonly limiter: SourceRateLimiter;
+  /** Handshake messages already seen. */
+  readonly replay: ReplayFilter;
+  /** Broadcast copies, all sources together. */
+  readonly broadcastBudget: TokenBucket;
+  /** Cookie replies, all sources together. */
+  readonly cookieBudget: TokenBucket;
+  /** The decision object reused for every packet. */
+  readonly decision: RelayDecision;
+  /** The buffer cookie replies are written to. */
+  readonly cookieReply = new Uint8Array(MESSAGE_COOKIE_REPLY_SIZE);
+  /** Events queued for the caller. */
+  events: RelayEvent[] = [];
+  /** The socket the current packet came in on. */
+  via: unknown = undefined;
+
+  /** State for `registry` at time `now`, with `random` for cookie secrets. */
+  constructor(registry: KeyRegistry, random: RandomSource, now: number, options: RelayOptions) {
+    const o = options;
+    this.options = o;
+    this.registry = registry;
+    this.table = new IndexTable(o);
+    this.endpoints = new EndpointTable(2 * o.maxSessions + 4 * o.maxPending + registry.keys.length);
+    this.directory = new KeyDirectory(registry, Math.max(16, 2 * o.maxBroadcast));
+    this.matcher = new KeyMatcher(registry, this.directory, this.stats, o.scanBudget, now);
+    this.cookies = new CookieChecker(random);
+    this.limiter = new SourceRateLimiter(o.handshakeRate, o.handshakeBurst, 4 * o.maxPending);
+    this.replay = new ReplayFilter(REJECT_AFTER_TIME_MS, 8 * o.maxPending, now);
+    this.broadcastBudget = new TokenBucket(o.broadcastRate, o.broadcastRate, now);
+    this.cookieBudget = new TokenBucket(o.cookieRate, o.cookieRate, now);
+    this.decision = new RelayDecision(o.maxBroadcast);
+  }
+
+  /** Switches to new keys: a fresh directory and matcher (key ids changed). */
+  useRegistry(registry: KeyRegistry, now: number): void {
+    this.registry = registry;
+    this.directory = new KeyDirectory(registry, Math.max(16, 2 * this.options.maxBroadcast));
+    this.matcher = new KeyMatcher(
+      registry,
+      this.directory,
+      this.stats,
+      this.options.scanBudget,
+      now,
+    );
+  }
+
+  /** Counts a drop and returns the decision saying so. */
+  drop(reason: DropReason): RelayDecision {
+    this.stats.drops[reason]++;
+    const d = this.decision;
+    d.action = "drop";
+    d.reason = reason;
+    return d;
+  }
+
+  /** Adds `target` to the decision's targets, counting the bytes about to go there. */
+  forward(type: number, target: Endpoint): RelayDecision {
+    const d = this.decision;
+    d.targets[d.count++] = target;
+    d.action = "forward";
+    this.countTx(type, target, d.payload.length);
+    return d;
+  }
+
+  /** Counts one packet out. */
+  countTx(type: number, target: Endpoint, length: number): void {
+    const s = this.stats;
+    const family = target.family === 4 ? 0 : 1;
+    s.txPackets[type]++;
+    s.txBytes[type] += length;
+    s.txByFamily[family]++;
+    s.txBytesByFamily[family] += length;
+  }
+
+  /** Queues the end of a session. */
+  ended(session: Session, why: SessionEnd): void {
+    this.stats.sessionsExpired++;
+    this.events.push({
+      type: "session-expired",
+      initiator: describeSide(session.initiator),
+      responder: describeSide(session.responder),
+      why,
+    });
+  }
+
+  /** The endpoint for the current packet's source, created if needed (undefined when full). */
+  internSource(host: string, port: number, now: number): Endpoint | undefined {
+    return this.endpoints.intern(host, port, now, this.via);
+  }
+
+  /** Marks an address as proven to receive, for {@link PROOF_TTL_MS} from now. */
+  prove(endpoint: Endpoint, now: number): void {
+    endpoint.provenUntil = Math.max(endpoint.provenUntil, now + PROOF_TTL_MS);
+    endpoint.keepUntil = Math.max(endpoint.keepUntil, endpoint.provenUntil);
+  }
+}
