@@ -1,74 +1,246 @@
+/**
+ * The relay's rules, in-process with a fake clock.
+ */
 import assert from "node:assert/strict";
-import { KeyRegistry } from "../lib/keys.ts";
-import { Relay, type RelayOptions } from "../lib/relay.ts";
-import { initiation, openCookieReply, randomKey, response, transport } from "./support/wire.ts";
+import { PENDING_TTL_MS, SESSION_TTL_MS } from "../lib/index_table.ts";
+import { ROAM_WINDOW } from "../lib/relay.ts";
+import { type Addr, registryOf, RelayHarness } from "./support/relay_harness.ts";
+import {
+  initiation,
+  openCookieReply,
+  randomKey,
+  readU32,
+  response,
+  transport,
+} from "./support/wire.ts";
 
-/** A relay over the given groups with a counter for randomness and a fake clock. */
-export function makeRelay(groups: string[][], options: Partial<RelayOptions> = {}) {
-  const built = KeyRegistry.build(
-    groups.map((keys, i) => ({ name: `g${i}`, keys: keys.map((key) => ({ key })) })),
-  );
-  if (!built.ok) throw new Error(built.error);
-  return new Relay(built.registry, (b) => crypto.getRandomValues(b), 0, options);
-}
+const A: Addr = { host: "127.0.0.1", port: 1001 };
+const B: Addr = { host: "127.0.0.2", port: 1002 };
+const C: Addr = { host: "127.0.0.3", port: 1003 };
+const D: Addr = { host: "127.0.0.4", port: 1004 };
+const EVE: Addr = { host: "127.0.0.66", port: 6666 };
+const at = (a: Addr) => `${a.host}:${a.port}`;
 
-const A = { host: "127.0.0.1", port: 1001 };
-const B = { host: "127.0.0.1", port: 1002 };
-
-/** Plays the first contact of two fresh peers through the cookie round, returns their state. */
-function firstContact() {
+Deno.test("two fresh peers complete a handshake after one cookie round each", () => {
   const kA = randomKey(), kB = randomKey();
-  const relay = makeRelay([[kA, kB]]);
-  let now = 1000;
-  const send = (p: Uint8Array, from: { host: string; port: number }) => {
-    const d = relay.handle(p, from.host, from.port, now);
-    return {
-      action: d.action,
-      reason: d.reason,
-      payload: d.payload.slice(),
-      targets: d.targets.slice(0, d.count).map((t) => `${t.host}:${t.port}`),
-    };
-  };
-  const initA = initiation(0xa1, kB);
-  const r1 = send(initA, A);
-  assert.equal(r1.action, "reply");
-  const cookieA = openCookieReply(r1.payload, kB, initA);
-  assert.ok(cookieA, "A can open the bridge's cookie reply");
-  const initB = initiation(0xb1, kA);
-  const r2 = send(initB, B);
-  assert.equal(r2.action, "reply");
-  const cookieB = openCookieReply(r2.payload, kA, initB)!;
-  now += 5000;
-  const r3 = send(initiation(0xa2, kB, cookieA), A);
-  assert.deepEqual([r3.action, r3.reason], ["drop", "no-target"]);
-  const r4 = send(initiation(0xb2, kA, cookieB), B);
-  assert.deepEqual([r4.action, r4.targets], ["forward", ["127.0.0.1:1001"]]);
-  assert.deepEqual([...r4.payload.subarray(132)], new Array(16).fill(0), "our mac2 is stripped");
-  const r5 = send(response(0xa3, 0xb2, kB), A);
-  assert.deepEqual([r5.action, r5.targets], ["forward", ["127.0.0.1:1002"]]);
-  const r6 = send(transport(0xa3, 0), B);
-  assert.deepEqual([r6.action, r6.targets], ["forward", ["127.0.0.1:1001"]]);
-  const r7 = send(transport(0xb2, 0, 64), A);
-  assert.deepEqual([r7.action, r7.targets], ["forward", ["127.0.0.1:1002"]]);
-  return { relay, kA, kB, send, setNow: (t: number) => (now = t), getNow: () => now };
-}
-
-Deno.test("two fresh peers complete a handshake after one cookie round", () => {
-  const { relay } = firstContact();
-  assert.equal(relay.stats.sessionsEstablished, 1);
-  assert.equal(relay.stats.cookiesSent, 2);
+  const h = new RelayHarness([[kA, kB]]);
+  const first = h.send(initiation(0xa1, kB), A);
+  assert.equal(first.action, "reply", "an unknown source with nowhere to go is challenged");
+  assert.equal(first.payload.length, 64);
+  assert.ok(openCookieReply(first.payload, kB, initiation(0, kB)) === undefined);
+  h.establish(kA, kB, A, B, 0x100);
+  assert.equal(h.relay.stats.sessionsEstablished, 1);
+  assert.ok(h.relay.stats.cookiesSent >= 2);
 });
 
-Deno.test("a later initiation for a located key goes straight to its address", () => {
-  const { kB, send } = firstContact();
-  const r = send(initiation(0xa5, kB), A);
-  assert.deepEqual([r.action, r.targets], ["forward", ["127.0.0.1:1002"]]);
+Deno.test("the bridge strips its own mac2 before forwarding", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.initiate(0x10, kB, A);
+  const out = h.initiate(0x20, kA, B);
+  assert.deepEqual(out.targets, [at(A)]);
+  assert.deepEqual([...out.payload.subarray(132)], new Array(16).fill(0));
+});
+
+Deno.test("transport packets flow both ways and nothing else is sent", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
+  for (let n = 1; n < 20; n++) {
+    assert.deepEqual(h.send(transport(aIndex, n, 100), B).targets, [at(A)]);
+    assert.deepEqual(h.send(transport(bIndex, n - 1, 1400), A).targets, [at(B)]);
+  }
+  assert.equal(h.relay.stats.txPackets[4], 39);
+});
+
+Deno.test("a later initiation for a located key goes only to its address", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  assert.deepEqual(h.send(initiation(0x500, kB), A).targets, [at(B)]);
+  assert.deepEqual(h.send(initiation(0x600, kA), B).targets, [at(A)]);
 });
 
 Deno.test("a new peer reaches a located peer at once, with no cookie round", () => {
-  const { kB, send, relay } = firstContact();
-  const C = { host: "127.0.0.1", port: 1003 };
-  const r = send(initiation(0xc1, kB), C);
-  assert.deepEqual([r.action, r.targets], ["forward", ["127.0.0.1:1002"]]);
-  assert.equal(relay.stats.cookiesSent, 2);
+  const kA = randomKey(), kB = randomKey(), kC = randomKey();
+  const h = new RelayHarness([[kA, kB, kC]]);
+  h.establish(kA, kB, A, B, 0x100);
+  const cookies = h.relay.stats.cookiesSent;
+  assert.deepEqual(h.send(initiation(0xc1, kB), C).targets, [at(B)]);
+  assert.equal(h.relay.stats.cookiesSent, cookies);
+});
+
+Deno.test("a response naming a key outside the target's groups links nothing", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
+  const h = new RelayHarness([[kA, kB], [kC, kD]]);
+  h.establish(kC, kD, C, D, 0x100);
+  // A (group 1) knows C's key and initiates; C is located, so the initiation reaches it...
+  const out = h.send(initiation(0xa1, kC), A);
+  assert.deepEqual(out.targets, [at(C)]);
+  // ...but C's response names A's key, which shares no group with C's: dropped.
+  const back = h.send(response(0xc9, 0xa1, kA), C);
+  assert.deepEqual([back.action, back.reason], ["drop", "no-shared-group"]);
+  assert.equal(h.relay.table.sessionCount, 1);
+});
+
+Deno.test("an initiation for an unconfigured key is dropped as mac1-invalid", () => {
+  const h = new RelayHarness([[randomKey(), randomKey()]]);
+  const out = h.send(initiation(1, randomKey()), A);
+  assert.deepEqual([out.action, out.reason], ["drop", "mac1-invalid"]);
+});
+
+Deno.test("a peer's cookie reply goes back to the pending initiator only", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  h.send(initiation(0x700, kB), A);
+  const reply = new Uint8Array(64);
+  reply[0] = 3;
+  new DataView(reply.buffer).setUint32(4, 0x700, true);
+  assert.deepEqual(h.send(reply, EVE).reason, "unexpected-source");
+  assert.deepEqual(h.send(reply, B).targets, [at(A)]);
+});
+
+Deno.test("a pending initiation expires after PENDING_TTL_MS", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  h.send(initiation(0x800, kB), A);
+  h.advance(PENDING_TTL_MS + 1);
+  assert.equal(h.relay.table.pendingCount, 0);
+  assert.equal(h.send(response(0x801, 0x800, kA), B).reason, "unknown-index");
+});
+
+Deno.test("a session expires SESSION_TTL_MS after its handshake, with an event", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex } = h.establish(kA, kB, A, B, 0x100);
+  h.relay.drainEvents();
+  h.advance(SESSION_TTL_MS - 2000);
+  assert.deepEqual(h.send(transport(aIndex, 5), B).targets, [at(A)]);
+  h.advance(3000);
+  assert.equal(h.send(transport(aIndex, 6), B).reason, "unknown-index");
+  assert.equal(h.relay.table.sessionCount, 0);
+  assert.ok(h.relay.drainEvents().some((e) => e.type === "session-expired"));
+});
+
+Deno.test("a replayed initiation is dropped, and a replayed response links nothing", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  const init = initiation(0x900, kB);
+  assert.deepEqual(h.send(init.slice(), A).targets, [at(B)]);
+  assert.equal(h.send(init.slice(), EVE).reason, "replay");
+  assert.equal(h.send(init.slice(), A).reason, "replay");
+  const resp = response(0x901, 0x900, kA);
+  assert.deepEqual(h.send(resp.slice(), B).targets, [at(A)]);
+  assert.equal(h.send(resp.slice(), EVE).reason, "replay");
+  assert.equal(h.relay.table.sessionCount + h.relay.table.unconfirmedCount, 2);
+});
+
+Deno.test("a response from an address the initiation was not sent to links nothing", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]], { handshakeRate: 1000, handshakeBurst: 1000 });
+  h.establish(kA, kB, A, B, 0x100);
+  h.send(initiation(0x900, kB), A);
+  assert.equal(h.send(response(0x901, 0x900, kA), EVE).reason, "unexpected-source");
+  assert.equal(h.send(response(0x902, 0x900, kA), A).reason, "unexpected-source");
+});
+
+Deno.test("an index already live is refused, so no packet can reach the wrong session", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
+  const h = new RelayHarness([[kA, kB], [kC, kD]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
+  h.establish(kC, kD, C, D, 0x200);
+  // D initiates to C reusing B's live index: refused; D retries with another.
+  assert.equal(h.send(initiation(bIndex, kC), D).reason, "index-collision");
+  // C answers D's next initiation with A's live index as its own: refused.
+  h.send(initiation(0x2f0, kC), D);
+  assert.equal(h.send(response(aIndex, 0x2f0, kD), C).reason, "index-collision");
+  assert.deepEqual(h.send(transport(aIndex, 1), B).targets, [at(A)]);
+});
+
+Deno.test("a session side roams on a fresh counter, not on a replay or a far guess", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
+  for (let n = 0; n < 10; n++) h.send(transport(bIndex, n), A);
+  const moved: Addr = { host: "127.0.0.1", port: 2001 };
+  assert.equal(h.send(transport(bIndex, 9), moved).reason, "unexpected-source", "replay");
+  assert.equal(h.send(transport(bIndex, 10 + ROAM_WINDOW), moved).reason, "unexpected-source");
+  assert.equal(h.send(transport(bIndex, 2 ** 40), EVE).reason, "unexpected-source");
+  assert.deepEqual(h.send(transport(bIndex, 10), moved).targets, [at(B)], "roam accepted");
+  assert.deepEqual(h.send(transport(aIndex, 1), B).targets, [at(moved)], "traffic follows");
+  assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(moved)], "key relocated");
+  assert.equal(h.relay.stats.roams, 1);
+});
+
+Deno.test("a side cannot be moved onto the other side's address", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex } = h.establish(kA, kB, A, B, 0x100);
+  // A sends with its own index as receiver: the packet claims to come from B's side.
+  assert.equal(h.send(transport(aIndex, 1), A).reason, "self-link");
+});
+
+Deno.test("the responder cannot send to an initiator that has not confirmed", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  h.send(initiation(0x700, kB), A);
+  h.send(response(0x701, 0x700, kA), B);
+  assert.equal(h.send(transport(0x700, 0), B).reason, "unexpected-source");
+  assert.deepEqual(h.send(transport(0x701, 0), A).targets, [at(B)]);
+  assert.deepEqual(h.send(transport(0x700, 0), B).targets, [at(A)]);
+});
+
+Deno.test("an unproven source never causes more than one packet no larger than its own", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kX = randomKey();
+  const h = new RelayHarness([[kA, kB, kC], [kB, kX]]);
+  // A proves itself towards C (nowhere to go, so a cookie round) and becomes a candidate.
+  h.initiate(0x10, kC, A);
+  // B proves itself in its other group, then initiates towards C too: a second candidate.
+  h.initiate(0x20, kX, B);
+  assert.deepEqual(h.send(initiation(0x28, kC), B).targets, [at(A)]);
+  // EVE (unproven) initiates towards C: two candidates, so a cookie reply, not two copies.
+  const out = h.send(initiation(0x30, kC), EVE);
+  assert.equal(out.action, "reply");
+  assert.ok(out.payload.length < 148);
+  // A proven source gets the broadcast.
+  const proven = h.initiate(0x40, kC, D);
+  assert.deepEqual(proven.targets.sort(), [at(A), at(B)]);
+});
+
+Deno.test("handshakes from one IP are limited to the burst, then the rate", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const outcomes = [];
+  for (let i = 0; i < 10; i++) outcomes.push(h.send(initiation(0x50 + i, kB), EVE).reason);
+  assert.equal(outcomes.filter((r) => r === "rate-limited").length, 5);
+  h.advance(1000);
+  assert.notEqual(h.send(initiation(0x70, kB), EVE).reason, "rate-limited");
+});
+
+Deno.test("reconfigure keeps sessions still allowed and drops the rest", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
+  const h = new RelayHarness([[kA, kB], [kC, kD]]);
+  const ab = h.establish(kA, kB, A, B, 0x100);
+  const cd = h.establish(kC, kD, C, D, 0x200);
+  const result = h.relay.reconfigure(registryOf([[kA, kB, randomKey()]]), h.now);
+  assert.deepEqual(result, { kept: 1, removed: 1 });
+  assert.deepEqual(h.send(transport(ab.aIndex, 3), B).targets, [at(A)], "A-B flows on");
+  assert.equal(h.send(transport(cd.aIndex, 3), D).reason, "unknown-index", "C-D is gone");
+  assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(A)], "A is still located");
+});
+
+Deno.test("a full session table refuses new sessions and keeps established ones", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
+  const h = new RelayHarness([[kA, kB], [kC, kD]], { maxSessions: 1 });
+  const ab = h.establish(kA, kB, A, B, 0x100);
+  h.initiate(0x200, kD, C);
+  const toC = h.initiate(0x210, kC, D);
+  const dIndex = readU32(toC.payload, 4);
+  h.send(response(0x220, dIndex, kD), C);
+  assert.equal(h.send(transport(0x220, 0), D).reason, "table-full");
+  assert.deepEqual(h.send(transport(ab.aIndex, 1), B).targets, [at(A)]);
 });
