@@ -13,6 +13,8 @@ import { parseHostPort, parsePort } from "./address.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
 import {
+  type Datapath,
+  DATAPATHS,
   DEFAULT_METRICS_LISTEN,
   DEFAULT_SUMMARY_INTERVAL_S,
   type SettingsLayer,
@@ -73,6 +75,8 @@ Flags override the config file. SIGHUP re-reads the config file.
       --metrics-listen ADDR:PORT  serve /metrics, /healthz and /status over HTTP
                         (off by default; e.g. ${DEFAULT_METRICS_LISTEN}; "off" disables
                         a listener set in the config file)
+      --datapath KIND   auto, deno or linux (default auto: linux when this is
+                        64-bit Linux and --allow-ffi was granted, else deno)
       --max-sessions N  established sessions kept (default ${d.maxSessions})
       --max-pending N   pending handshakes kept (default ${d.maxPending})
       --handshake-rate N  handshake messages per second per source IP or /64 (default ${d.handshakeRate})
@@ -111,7 +115,8 @@ function oneOf<T extends string>(name: string, text: string, allowed: readonly T
 }
 
 const COMMANDS = ["run", "check", "status"] as const;
-const LIMIT_FLAGS: [string, keyof RelayOptions][] = [
+type LimitFlag = "max-sessions" | "max-pending" | "handshake-rate" | "handshake-burst";
+const LIMIT_FLAGS: [LimitFlag, keyof RelayOptions][] = [
   ["max-sessions", "maxSessions"],
   ["max-pending", "maxPending"],
   ["handshake-rate", "handshakeRate"],
@@ -132,6 +137,7 @@ function parseOrThrow(args: string[]): CliResult {
       "log-format": { type: "string" },
       "summary-interval": { type: "string" },
       "metrics-listen": { type: "string" },
+      datapath: { type: "string" },
       "max-sessions": { type: "string" },
       "max-pending": { type: "string" },
       "handshake-rate": { type: "string" },
@@ -181,8 +187,11 @@ function parseOrThrow(args: string[]): CliResult {
     if (typeof parsed === "string") throw new CliError(`--metrics-listen "${metrics}": ${parsed}`);
     flags.metricsListen = parsed;
   }
+  if (values.datapath !== undefined) {
+    flags.datapath = oneOf<Datapath>("datapath", values.datapath, DATAPATHS);
+  }
   for (const [flag, field] of LIMIT_FLAGS) {
-    const text = values[flag] as string | undefined;
+    const text = values[flag];
     if (text !== undefined) (flags.limits ??= {})[field] = whole(flag, text, 1);
   }
   if (values.keys !== undefined) {

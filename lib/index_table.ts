@@ -33,8 +33,9 @@ export const PENDING_TTL_MS = REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MAX_MS + 6
  */
 export const UNCONFIRMED_TTL_MS = 2 * REKEY_TIMEOUT_MS;
 /**
- * Both peers stop using a session's keys REJECT_AFTER_TIME after the handshake; a little slack
- * covers the peers' own clocks and the time the response spent in flight.
+ * Both peers stop using a session's keys REJECT_AFTER_TIME after the handshake; counted from
+ * the initiator's first packet (after both made their keys), with a little slack for the peers'
+ * own clocks.
  */
 export const SESSION_TTL_MS = REJECT_AFTER_TIME_MS + REKEY_TIMEOUT_MS;
 
@@ -222,15 +223,18 @@ export class IndexTable {
   }
 
   /**
-   * Promotes a session on its initiator's first transport packet. Refused (false) when the
-   * table of confirmed sessions is full: established sessions are never pushed out by new ones.
+   * Promotes a session on its initiator's first transport packet at `now`. Refused (false) when
+   * the table of confirmed sessions is full: established sessions are never pushed out by new
+   * ones. The session lives SESSION_TTL_MS from now: both peers made their keys before this
+   * packet, so that outlasts them, and counting from confirmation keeps the confirmed set in
+   * expiry order, which is what lets expire() stop at the first live session.
    */
-  confirm(session: Session): boolean {
+  confirm(session: Session, now: number): boolean {
     if (this.#confirmed.size >= this.limits.maxSessions) return false;
     this.#unconfirmed.delete(session);
     this.#confirmed.add(session);
     session.confirmed = true;
-    session.expiresAt = session.createdAt + SESSION_TTL_MS;
+    session.expiresAt = now + SESSION_TTL_MS;
     keepEndpoint(session.initiator.endpoint, session.expiresAt);
     keepEndpoint(session.responder.endpoint, session.expiresAt);
     return true;

@@ -23,6 +23,12 @@ import type { KeyRegistry, PeerKey } from "./keys.ts";
  * a peer with PersistentKeepalive refreshes it long before.
  */
 export const KEY_ADDRESS_TTL_MS = REJECT_AFTER_TIME_MS;
+/**
+ * A located key's address may be replaced by another only after it has been silent this long:
+ * longer than the 25 s PersistentKeepalive the README recommends, so a live peer is never
+ * displaced, and short enough that a peer that moved is followed quickly.
+ */
+export const LOCATION_QUIET_MS = 30_000;
 /** A candidate address is offered initiations for this long after its own last initiation. */
 export const CANDIDATE_TTL_MS = REJECT_AFTER_TIME_MS;
 
@@ -44,20 +50,43 @@ export class KeyDirectory {
     this.#maxCandidates = maxCandidates;
   }
 
-  /** Records that `key` lives at `endpoint` (from a completed handshake or a roam). */
-  learn(key: PeerKey, endpoint: Endpoint, now: number): void {
+  /**
+   * Records that `key` lives at `endpoint` (from a completed handshake or a roam). Returns false
+   * when it refuses: a key whose current address is proven and has spoken within
+   * {@link LOCATION_QUIET_MS} keeps it. The bridge cannot check a handshake's cryptography, so
+   * two addresses of someone who merely knows a group's public keys can play a whole handshake
+   * between themselves naming any key; this rule stops that from stealing a live peer's
+   * location. A peer that really moved goes quiet at its old address at once (or roams there
+   * with `force`, proven by its own session's counter), so it is followed within seconds.
+   */
+  learn(key: PeerKey, endpoint: Endpoint, now: number, force = false): boolean {
     const previous = this.#located[key.id];
+    if (previous !== endpoint && previous !== undefined && !force) {
+      const busy = this.#seenAt[key.id] + LOCATION_QUIET_MS > now && previous.provenUntil >= now;
+      if (busy && previous.keyId === key.id) return false;
+    }
     if (previous && previous !== endpoint && previous.keyId === key.id) previous.keyId = -1;
     this.#located[key.id] = endpoint;
     this.#seenAt[key.id] = now;
     endpoint.keyId = key.id;
     keepEndpoint(endpoint, now + KEY_ADDRESS_TTL_MS);
     for (const g of key.groups) this.#candidates[g].delete(endpoint);
+    return true;
   }
 
-  /** Notes traffic from a located key's address, keeping the location fresh. */
+  /**
+   * Notes traffic from a session side of `key` at `endpoint`: keeps the key's location fresh,
+   * or moves it here once the old location has gone quiet (a peer that re-handshook from a new
+   * address while its old one was still fresh).
+   */
   touch(key: PeerKey, endpoint: Endpoint, now: number): void {
     if (this.#located[key.id] === endpoint) this.#seenAt[key.id] = now;
+    else this.learn(key, endpoint, now);
+  }
+
+  /** Where `key` was last located, fresh or not (for the roaming rule). */
+  locatedAt(key: PeerKey): Endpoint | undefined {
+    return this.#located[key.id];
   }
 
   /** The key's proven, fresh address, if any. */

@@ -31,7 +31,9 @@ export interface PeerKey {
   readonly publicKey: Uint8Array;
   /** The base64 text. */
   readonly base64: string;
-  /** The admin's label, or the first 8 characters of the key followed by an ellipsis. */
+  /** The admin's label, if one was given anywhere the key is listed. */
+  readonly label: string | undefined;
+  /** The label, or the first 8 characters of the key followed by an ellipsis. */
   readonly name: string;
   /** Ids of the groups this key belongs to (a key may be in several). */
   readonly groups: number[];
@@ -92,7 +94,7 @@ export class KeyRegistry {
     ok: false;
     error: string;
   } {
-    const keys: PeerKey[] = [];
+    const keys: { -readonly [K in keyof PeerKey]: PeerKey[K] }[] = [];
     const groups: Group[] = [];
     const byBase64 = new Map<string, PeerKey>();
     for (const spec of specs) {
@@ -102,23 +104,26 @@ export class KeyRegistry {
         if (!decoded.ok) {
           return { ok: false, error: `group ${spec.name}: key "${text}" is ${decoded.reason}` };
         }
-        let peer = byBase64.get(text);
+        let peer = keys[byBase64.get(text)?.id ?? -1];
         if (!peer) {
           peer = {
             id: keys.length,
             publicKey: decoded.key,
             base64: text,
+            label,
             name: label ?? `${text.slice(0, 8)}…`,
             groups: [],
             mac: makeMac1Key(decoded.key),
           };
           keys.push(peer);
           byBase64.set(text, peer);
-        } else if (label !== undefined && peer.name !== label) {
+        } else if (label !== undefined && peer.label === undefined) {
+          peer.label = peer.name = label;
+        } else if (label !== undefined && peer.label !== label) {
           return {
             ok: false,
             error:
-              `group ${spec.name}: key "${text}" is labelled both "${peer.name}" and "${label}"`,
+              `group ${spec.name}: key "${text}" is labelled both "${peer.label}" and "${label}"`,
           };
         }
         if (peer.groups.includes(group.id)) continue;

@@ -102,7 +102,9 @@ export function describeEvent(event: RelayEvent): [LogLevel, string] {
       return ["info", `session roamed: ${side(event.side)} moved from ${event.from}`];
     case "session-expired":
       return [
-        event.why === "expired" ? "info" : "debug",
+        // A reload that ends sessions is an admin's act worth a line each; evictions and
+        // handshakes that never completed are routine noise below info.
+        event.why === "expired" || event.why === "config" ? "info" : "debug",
         `session ${event.why === "expired" ? "expired" : `removed (${event.why})`}: ` +
         `${side(event.initiator)} <-> ${side(event.responder)}`,
       ];

@@ -19,12 +19,14 @@ export class TokenBucket {
     this.#last = now;
   }
 
-  /** Refills for the time since the last call, then takes `cost` tokens if there are any left. */
+  /**
+   * Refills for the time since the last call, then takes `cost` tokens if that many are there.
+   * A cost larger than the burst (a full key scan with more keys than the budget's burst) is let
+   * through on a full bucket and leaves it owing, so the average rate still holds.
+   */
   take(now: number, cost = 1): boolean {
     this.#refill(now);
-    // Letting the balance go negative (by at most one cost) lets one large cost through when any
-    // token is left, and then makes later callers wait it off: the average rate still holds.
-    if (this.#tokens <= 0) return false;
+    if (this.#tokens < Math.min(cost, this.#burst)) return false;
     this.#tokens -= cost;
     return true;
   }

@@ -22,6 +22,11 @@ export const DEFAULT_SUMMARY_INTERVAL_S = 300;
 /** Where `wg-bridge status` looks for a running bridge when told nothing else. */
 export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9586";
 
+/** The datapaths `--datapath` may name (io/bind.ts binds them). */
+export const DATAPATHS = ["auto", "deno", "linux"] as const;
+/** A `--datapath` value. */
+export type Datapath = typeof DATAPATHS[number];
+
 /** Settings from one source; absent fields come from the layer below. */
 export interface SettingsLayer {
   /** UDP port for listen addresses without their own. */
@@ -40,6 +45,8 @@ export interface SettingsLayer {
   summaryIntervalS?: number;
   /** Where to serve /metrics, /healthz and /status; `null` turns a file's listener off. */
   metricsListen?: HostPort | null;
+  /** Which datapath moves the datagrams (a flag only). */
+  datapath?: Datapath;
 }
 
 /** Everything the server needs to start. */
@@ -60,6 +67,8 @@ export interface ServerOptions {
   metricsListen?: HostPort;
   /** Relay limits. */
   relay: RelayOptions;
+  /** Which datapath moves the datagrams. */
+  datapath: Datapath;
 }
 
 /** The outcome of merging layers. */
@@ -114,6 +123,7 @@ export function resolveSettings(
         DEFAULT_SUMMARY_INTERVAL_S),
       metricsListen: metricsListen ?? undefined,
       relay: { ...DEFAULT_RELAY_OPTIONS, ...f.limits, ...flags.limits },
+      datapath: flags.datapath ?? f.datapath ?? "auto",
     },
   };
 }

@@ -88,18 +88,25 @@ function roam(
   const endpoint = state.internSource(host, port, now);
   if (endpoint === undefined) return "table-full";
   if (endpoint === from.other.endpoint) return "self-link";
-  const previous = formatEndpoint(from.endpoint);
+  const previous = from.endpoint;
   from.endpoint = endpoint;
   endpoint.keepUntil = Math.max(endpoint.keepUntil, from.session.expiresAt);
-  state.directory.learn(from.key, endpoint, now);
+  // The key's location follows only a side that was at that location: a session someone
+  // forged between two addresses of their own cannot carry a real peer's location away.
+  const wasLocation = state.directory.locatedAt(from.key) === previous;
+  state.directory.learn(from.key, endpoint, now, wasLocation);
   state.stats.roams++;
-  state.events.push({ type: "session-roamed", side: describeSide(from), from: previous });
+  state.events.push({
+    type: "session-roamed",
+    side: describeSide(from),
+    from: formatEndpoint(previous),
+  });
   return undefined;
 }
 
 /** Promotes a session on its initiator's first packet; false when the session table is full. */
 function confirm(state: RelayState, session: Session, now: number): boolean {
-  if (!state.table.confirm(session)) {
+  if (!state.table.confirm(session, now)) {
     state.table.remove(session);
     state.ended(session, "evicted");
     return false;

@@ -244,3 +244,33 @@ Deno.test("a full session table refuses new sessions and keeps established ones"
   assert.equal(h.send(transport(0x220, 0), D).reason, "table-full");
   assert.deepEqual(h.send(transport(ab.aIndex, 1), B).targets, [at(A)]);
 });
+
+Deno.test("a handshake forged between two attacker addresses cannot steal a live key's location", () => {
+  const kA = randomKey(), kB = randomKey(), kC = randomKey();
+  const h = new RelayHarness([[kA, kB, kC]]);
+  const X: Addr = { host: "127.0.0.77", port: 7 }, Y: Addr = { host: "127.0.0.78", port: 8 };
+  const { aIndex } = h.establish(kA, kB, A, B, 0x100);
+  // Y becomes the candidate for the unlocated kC; X's initiation for kC reaches it; Y answers
+  // naming kA (a public key), and X confirms from its address.
+  h.initiate(0x900, kC, Y);
+  assert.deepEqual(h.send(initiation(0x910, kC), X).targets, [at(Y)]);
+  assert.deepEqual(h.send(response(0x920, 0x910, kA), Y).targets, [at(X)]);
+  assert.deepEqual(h.send(transport(0x920, 0), X).targets, [at(Y)]);
+  for (let n = 1; n < 5; n++) h.send(transport(0x920, n), X);
+  // A is alive, so B's next initiation for kA still goes to A.
+  h.send(transport(aIndex, 7), B);
+  assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(A)]);
+});
+
+Deno.test("a key's location moves to a new address once the old one has gone quiet", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x100);
+  // A moved while idle: it re-handshakes from a new address more than 30 s later.
+  h.advance(31_000);
+  const moved: Addr = { host: "127.0.0.9", port: 9 };
+  assert.deepEqual(h.send(initiation(0x300, kB), moved).targets, [at(B)]);
+  h.send(response(0x301, 0x300, kA), B);
+  assert.deepEqual(h.send(transport(0x301, 0), moved).targets, [at(B)]);
+  assert.deepEqual(h.send(initiation(0x400, kA), B).targets, [at(moved)]);
+});

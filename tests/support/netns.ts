@@ -84,6 +84,18 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Tools the tests call, each with an argument that makes it print its version and exit 0. */
+const TOOLS = [
+  ["ip", "-V"],
+  ["ss", "-V"],
+  ["wireguard-go", "--version"],
+  ["wg", "--version"],
+  ["ping", "-V"],
+  ["iperf3", "--version"],
+  ["nft", "--version"],
+  ["conntrack", "--version"],
+];
+
 /**
  * Why the end-to-end tests cannot run here, or `null` when they can.
  * Checks permissions first so that a restricted `deno test` skips instead of failing.
@@ -91,30 +103,25 @@ export function sleep(ms: number): Promise<void> {
 export async function canRunE2E(): Promise<string | null> {
   if (Deno.build.os !== "linux") return "needs Linux network namespaces";
   for (const name of ["run", "read"] as const) {
-    if ((await Deno.permissions.query({ name })).state !== "granted") {
-      return `needs --allow-${name}`;
-    }
+    const { state } = await Deno.permissions.query({ name });
+    if (state !== "granted") return `needs --allow-${name}`;
   }
   const uid = await run(["id", "-u"], { allowFail: true }).catch(() => null);
   if (uid?.stdout.trim() !== "0") return "needs root (network namespaces, wireguard-go)";
-  const tools: string[][] = [
-    ["ip", "-V"],
-    ["ss", "-V"],
-    ["wireguard-go", "--version"],
-    ["wg", "--version"],
-    ["ping", "-V"],
-    ["iperf3", "--version"],
-    ["nft", "--version"],
-    ["conntrack", "--version"],
-  ];
+  const missing = await missingTools();
+  if (missing.length > 0) return `missing tools: ${missing.join(", ")}`;
+  // Deno reserves /dev and /proc for --allow-all; a subprocess looks without needing it.
+  const tun = await run(["test", "-c", "/dev/net/tun"], { allowFail: true });
+  return tun.code === 0 ? null : "missing /dev/net/tun (wireguard-go needs it)";
+}
+
+async function missingTools(): Promise<string[]> {
   const missing: string[] = [];
-  for (const argv of tools) {
+  for (const argv of TOOLS) {
     const ok = await run(argv, { allowFail: true }).then((r) => r.code === 0, () => false);
     if (!ok) missing.push(argv[0]);
   }
-  if (missing.length > 0) return `missing tools: ${missing.join(", ")}`;
-  const tun = await Deno.stat("/dev/net/tun").then(() => true, () => false);
-  return tun ? null : "missing /dev/net/tun (wireguard-go needs it)";
+  return missing;
 }
 
 /** A network namespace created by a {@linkcode Lab}. */
@@ -274,6 +281,7 @@ let swept = false;
 export class Lab {
   /** Short id unique among running suites; part of every name the lab creates. */
   readonly id: string;
+  readonly #nsPrefix: string;
   readonly #namespaces: Netns[] = [];
   readonly #procs: Proc[] = [];
   readonly #wgNodes: WgNode[] = [];
@@ -284,12 +292,13 @@ export class Lab {
   constructor(readonly tag: string) {
     labCount += 1;
     this.id = Deno.pid.toString(36) + labCount.toString(36);
+    this.#nsPrefix = `${NS_PREFIX}${Deno.pid.toString(36)}-${labCount.toString(36)}-${tag}-`;
   }
 
   /** Creates a namespace with loopback up and IPv6 duplicate address detection off. */
   async namespace(label: string): Promise<Netns> {
     this.#assertOpen();
-    const ns = { name: `${NS_PREFIX}${Deno.pid.toString(36)}-${this.id}-${label}`, label };
+    const ns = { name: this.#nsPrefix + label, label };
     await run(["ip", "netns", "add", ns.name]);
     this.#namespaces.push(ns);
     await run(["ip", "-n", ns.name, "link", "set", "lo", "up"]);
@@ -316,19 +325,8 @@ export class Lab {
       up6: families.v6 ? `fd00:200:${n}::1` : undefined,
       down6: families.v6 ? `fd00:200:${n}::2` : undefined,
     };
-    await ipIn(
-      up,
-      "link",
-      "add",
-      link.upIface,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      link.downIface,
-      "netns",
-      down.name,
-    );
+    const peer = ["peer", "name", link.downIface, "netns", down.name];
+    await ipIn(up, "link", "add", link.upIface, "type", "veth", ...peer);
     await this.#address(up, link.upIface, link.up4, link.up6);
     await this.#address(down, link.downIface, link.down4, link.down6);
     if (link.up4) await ipIn(down, "route", "add", "default", "via", link.up4);
@@ -366,15 +364,12 @@ export class Lab {
    * expires a binding.
    */
   async setMasquerade(ns: Netns, wanIface: string, portRange?: string): Promise<void> {
+    const rule = `add rule ip wgbe2e post oifname ${wanIface}`;
     await nft(ns, "flush chain ip wgbe2e post");
-    if (portRange) {
-      await nft(
-        ns,
-        `add rule ip wgbe2e post oifname ${wanIface} meta l4proto udp masquerade to :${portRange}`,
-      );
-    }
-    await nft(ns, `add rule ip wgbe2e post oifname ${wanIface} masquerade`);
-    await run(["ip", "netns", "exec", ns.name, "conntrack", "-F"], { allowFail: true });
+    if (portRange) await nft(ns, `${rule} meta l4proto udp masquerade to :${portRange}`);
+    await nft(ns, `${rule} masquerade`);
+    // Existing flows keep their old mapping until their conntrack entries go.
+    await inNs(ns, ["conntrack", "-F"], { allowFail: true });
   }
 
   /**
@@ -382,9 +377,7 @@ export class Lab {
    * direction (what the far side sees).
    */
   async natPorts(ns: Netns, dstPort: number): Promise<number[]> {
-    const out = await run(["ip", "netns", "exec", ns.name, "conntrack", "-L", "-p", "udp"], {
-      allowFail: true,
-    });
+    const out = await inNs(ns, ["conntrack", "-L", "-p", "udp"], { allowFail: true });
     const ports: number[] = [];
     for (const line of out.stdout.split("\n")) {
       const fields = [...line.matchAll(/(sport|dport)=(\d+)/g)].map((m) => Number(m[2]));
@@ -450,10 +443,9 @@ export class Lab {
       }
     }
     for (const node of this.#wgNodes) {
-      const show = await inNs(node.ns, ["wg", "show", node.iface], { allowFail: true }).catch((e) =>
-        e
-      );
-      console.error(`--- wg show ${node.iface} (${node.ns.label}) ---\n${show.stdout ?? show}`);
+      const show = await inNs(node.ns, ["wg", "show", node.iface], { allowFail: true })
+        .then((r) => r.stdout, (err) => String(err));
+      console.error(`--- wg show ${node.iface} (${node.ns.label}) ---\n${show}`);
     }
   }
 
@@ -514,11 +506,13 @@ export async function sweepLeftovers(): Promise<void> {
 
 async function isDenoAlive(pid: number): Promise<boolean> {
   if (!Number.isFinite(pid)) return false;
-  const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`).catch(() => "");
-  return cmdline.includes("deno");
+  const cmdline = await run(["cat", `/proc/${pid}/cmdline`], { allowFail: true });
+  return cmdline.stdout.includes("deno");
 }
 
 async function deleteNamespace(name: string): Promise<void> {
+  const links = await run(["ip", "-n", name, "-o", "link", "show"], { allowFail: true });
+  const ifaces = [...links.stdout.matchAll(/^\d+: ([^:@]+)[:@]/gm)].map((m) => m[1]);
   // A process left inside keeps the namespace (and its tun devices) alive after `ip netns del`.
   const pids = await run(["ip", "netns", "pids", name], { allowFail: true });
   for (const pid of pids.stdout.split(/\s+/).filter(Boolean).map(Number)) {
@@ -529,6 +523,9 @@ async function deleteNamespace(name: string): Promise<void> {
     }
   }
   await run(["ip", "netns", "del", name], { allowFail: true });
+  // A killed wireguard-go leaves its control socket on the shared filesystem.
+  const sockets = ifaces.map((iface) => `/var/run/wireguard/${iface}.sock`);
+  if (sockets.length > 0) await run(["rm", "-f", ...sockets], { allowFail: true });
 }
 
 let bridgeDepsCached: Promise<void> | undefined;
@@ -551,8 +548,10 @@ function ipIn(ns: Netns, ...args: string[]): Promise<RunResult> {
   return run(["ip", "-n", ns.name, ...args]);
 }
 
+/** Sets a per-namespace sysctl; /proc/sys/net shows the namespace of whoever opens it. */
 function sysctl(ns: Netns, key: string, value: string): Promise<RunResult> {
-  return inNs(ns, ["sysctl", "-qw", `${key}=${value}`]);
+  const path = `/proc/sys/${key.replaceAll(".", "/")}`;
+  return inNs(ns, ["tee", path], { stdin: value + "\n" });
 }
 
 function nft(ns: Netns, rule: string): Promise<RunResult> {
