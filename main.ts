@@ -1,17 +1,33 @@
 /**
- * wg-bridge server: parses the command line, builds the pure relay from `lib/`, binds a
- * datapath (io/) that feeds it datagrams, and handles signals. All I/O, clocks, signals and
- * process exits live outside `lib/`.
+ * wg-bridge server: parses the command line, loads the settings (flags over the config file),
+ * builds the pure relay from `lib/`, binds a datapath (io/) that feeds it datagrams, serves the
+ * optional metrics listener, and handles signals (SIGHUP reloads the config). All I/O, clocks,
+ * signals and process exits live outside `lib/`.
  *
  * @module
  */
 
 import { BindError } from "./io/datapath.ts";
-import { bindDenoUdp } from "./io/udp_deno.ts";
-import { parseCommandLine, USAGE } from "./lib/cli.ts";
+import { loadSettings } from "./io/config_file.ts";
+import { fetchStatus, HttpBindError, type OpsServer, serveOps } from "./io/http.ts";
+import { bindDatapath } from "./io/bind.ts";
+import { parseHostPort } from "./lib/address.ts";
+import { type CliResult, parseCommandLine, USAGE } from "./lib/cli.ts";
+import { parseConfig } from "./lib/config.ts";
 import { KeyRegistry } from "./lib/keys.ts";
 import { Logger } from "./lib/log.ts";
+import { renderMetrics } from "./lib/metrics.ts";
 import { Relay } from "./lib/relay.ts";
+import {
+  DEFAULT_METRICS_LISTEN,
+  describeSettings,
+  restartOnlyChanges,
+  type ServerOptions,
+  type SettingsLayer,
+} from "./lib/settings.ts";
+import { buildStatus } from "./lib/status.ts";
+import { formatStatus } from "./lib/status_text.ts";
+import { snapshot, summaryLine } from "./lib/summary.ts";
 
 /** The version printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -23,46 +39,200 @@ function fail(message: string): never {
   Deno.exit(1);
 }
 
-function main(args: string[]): void {
-  const cli = parseCommandLine(args);
-  if (!cli.ok) fail(`${cli.error} (see --help)`);
-  if (cli.command !== "run") {
-    return console.log(cli.command === "help" ? USAGE : `wg-bridge ${VERSION}`);
+type Loaded = { ok: true; options: ServerOptions; registry: KeyRegistry } | {
+  ok: false;
+  error: string;
+};
+
+/** Settings and the key registry they describe, or the first thing wrong with them. */
+async function load(configPath: string | undefined, flags: SettingsLayer): Promise<Loaded> {
+  const resolved = await loadSettings(configPath, flags);
+  if (!resolved.ok) return resolved;
+  const built = KeyRegistry.build(resolved.options.groups);
+  if (!built.ok) {
+    return { ok: false, error: configPath ? `${configPath}: ${built.error}` : built.error };
   }
-  const options = cli.options;
-  const logger = new Logger(options.logLevel, (line) => console.error(line), () => new Date());
-  const built = KeyRegistry.build(options.groups);
-  if (!built.ok) fail(built.error);
+  return { ok: true, options: resolved.options, registry: built.registry };
+}
+
+async function check(configPath: string | undefined, flags: SettingsLayer): Promise<void> {
+  const loaded = await load(configPath, flags);
+  if (!loaded.ok) fail(loaded.error);
+  console.log(`${configPath ?? "command line"}: OK`);
+  for (const line of describeSettings(loaded.options, loaded.registry)) console.log(line);
+}
+
+async function status(cli: Extract<CliResult, { command: "status" }>): Promise<void> {
+  let address = cli.flags.metricsListen;
+  if (address === undefined && cli.configPath !== undefined) {
+    const text = await Deno.readTextFile(cli.configPath).catch((e) =>
+      fail(`${cli.configPath}: cannot read: ${e instanceof Error ? e.message : e}`)
+    );
+    const parsed = parseConfig(text, cli.configPath);
+    if (!parsed.ok) fail(parsed.error);
+    address = parsed.settings.metricsListen;
+    if (address === undefined) fail(`${cli.configPath}: no metrics.listen to ask for the status`);
+  }
+  if (address === null) fail("status needs the bridge's --metrics-listen address");
+  address ??= parseHostPort(DEFAULT_METRICS_LISTEN) as { host: string; port: number };
+  const document = await fetchStatus(address).catch((e) => fail((e as Error).message));
+  console.log(cli.json ? JSON.stringify(document, null, 2) : formatStatus(document));
+}
+
+async function run(configPath: string | undefined, flags: SettingsLayer): Promise<void> {
+  const loaded = await load(configPath, flags);
+  if (!loaded.ok) fail(loaded.error);
+  let options = loaded.options;
+  const startedAt = performance.now();
+  const startTime = (Date.now() - startedAt) / 1000;
+  const logger = new Logger(
+    options.logLevel,
+    (line) => console.error(line),
+    () => new Date(),
+    options.logFormat,
+  );
   const random = (bytes: Uint8Array) => crypto.getRandomValues(bytes);
-  const relay = new Relay(built.registry, random, performance.now(), options.relay);
+  const relay = new Relay(loaded.registry, random, startedAt, options.relay);
   let datapath;
   try {
-    datapath = bindDenoUdp(options.listen, options.port, logger);
+    datapath = bindDatapath(options.datapath, options.listen, options.port, logger);
   } catch (e) {
     if (e instanceof BindError) fail(e.message);
     throw e;
   }
+  const config = { reloadsApplied: 0, reloadsFailed: 0, loadedAt: Date.now() / 1000 };
+  let running = true;
+  let ops: OpsServer | undefined;
+  if (options.metricsListen) {
+    try {
+      ops = serveOps(options.metricsListen, {
+        healthy: () => running,
+        metrics: () =>
+          renderMetrics({
+            version: VERSION,
+            stats: relay.stats,
+            tables: {
+              sessions: relay.table.sessionCount,
+              unconfirmed: relay.table.unconfirmedCount,
+              pending: relay.table.pendingCount,
+              endpoints: relay.endpoints.size,
+            },
+            limits: options.relay,
+            config: {
+              keys: relay.registry.keys.length,
+              groups: relay.registry.groups.length,
+              ...config,
+            },
+            process: { ...Deno.memoryUsage(), startTime },
+          }),
+        status: () =>
+          buildStatus({
+            version: VERSION,
+            registry: relay.registry,
+            sessions: relay.table.sessions(),
+            pending: relay.table.pendingCount,
+            now: performance.now(),
+            wallTime: new Date(),
+            startedAt,
+          }),
+      });
+    } catch (e) {
+      datapath.close();
+      if (e instanceof HttpBindError) fail(e.message);
+      throw e;
+    }
+  }
   logger.log(
     "info",
     `wg-bridge ${VERSION} listening on ${datapath.labels.join(", ")} with ` +
-      `${built.registry.keys.length} keys in ${built.registry.groups.length} group(s)`,
+      `${loaded.registry.keys.length} keys in ${loaded.registry.groups.length} group(s)` +
+      (configPath ? ` from ${configPath}` : "") +
+      (ops ? `; metrics at http://${ops.label}/metrics` : ""),
   );
+
   const expiry = setInterval(() => {
     relay.expire(performance.now());
     for (const event of relay.drainEvents()) logger.event(event);
   }, EXPIRY_INTERVAL_MS);
-  const stop = () => {
+  let previous = snapshot(relay.stats);
+  const summary = options.summaryIntervalMs > 0
+    ? setInterval(() => {
+      const current = snapshot(relay.stats);
+      const t = relay.table;
+      const tables = {
+        sessions: t.sessionCount,
+        unconfirmed: t.unconfirmedCount,
+        pending: t.pendingCount,
+      };
+      const line = summaryLine(previous, current, tables, options.summaryIntervalMs / 1000);
+      logger.log("info", line.message, line.fields);
+      previous = current;
+    }, options.summaryIntervalMs)
+    : undefined;
+
+  // Reloads run one after another: a second SIGHUP during a slow read waits its turn.
+  let reloads = Promise.resolve();
+  const reload = async () => {
+    if (configPath === undefined) {
+      return logger.log("warn", "SIGHUP ignored: started without --config, nothing to reload");
+    }
+    const next = await load(configPath, flags);
+    if (!next.ok) {
+      config.reloadsFailed++;
+      return logger.log("error", `reload refused, the running config stays: ${next.error}`);
+    }
+    const { kept, removed } = relay.reconfigure(next.registry, performance.now());
+    for (const event of relay.drainEvents()) logger.event(event);
+    config.reloadsApplied++;
+    config.loadedAt = Date.now() / 1000;
+    const ignored = restartOnlyChanges(options, next.options);
+    options = { ...options, groups: next.options.groups };
+    logger.log(
+      "info",
+      `config reloaded from ${configPath}: ${next.registry.keys.length} keys in ` +
+        `${next.registry.groups.length} group(s); ${kept} session(s) kept, ${removed} removed`,
+      { event: "config-reloaded", kept, removed },
+    );
+    if (ignored.length > 0) {
+      logger.log("warn", `reload: ${ignored.join(", ")} changed; restart wg-bridge to apply`);
+    }
+  };
+  Deno.addSignalListener("SIGHUP", () => {
+    reloads = reloads.then(reload);
+  });
+  const stop = async () => {
     logger.log("info", "shutting down");
+    running = false;
     clearInterval(expiry);
+    clearInterval(summary);
     datapath.close();
+    await ops?.close();
     Deno.exit(0);
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   datapath.run(relay, logger).catch((e) => {
+    running = false;
     logger.log("error", `datapath stopped: ${e instanceof Error ? e.message : e}`);
     Deno.exit(1);
   });
 }
 
-if (import.meta.main) main(Deno.args);
+async function main(args: string[]): Promise<void> {
+  const cli = parseCommandLine(args);
+  if (!cli.ok) fail(`${cli.error} (see --help)`);
+  switch (cli.command) {
+    case "help":
+      return console.log(USAGE);
+    case "version":
+      return console.log(`wg-bridge ${VERSION}`);
+    case "status":
+      return await status(cli);
+    case "check":
+      return await check(cli.configPath, cli.flags);
+    case "run":
+      return await run(cli.configPath, cli.flags);
+  }
+}
+
+if (import.meta.main) await main(Deno.args);

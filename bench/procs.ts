@@ -1,0 +1,255 @@
+/**
+ * Processes for the benchmark: the bridge, the reference relay and load generator runs, each
+ * tracked by PID and stopped by PID, and small helpers (free ports, key files, RSS).
+ *
+ * Everything talks over loopback only, and every run is bounded in time.
+ *
+ * @module
+ */
+
+/** The repository root. */
+export const ROOT = new URL("../", import.meta.url);
+const MAIN = new URL("main.ts", ROOT).pathname;
+const REFERENCE = new URL("bench/reference_relay.ts", ROOT).pathname;
+const LOADGEN = new URL("bench/loadgen.ts", ROOT).pathname;
+
+const live = new Set<Service>();
+
+/** A long-running child (bridge or reference relay); the last lines of its stderr are kept. */
+export class Service {
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: string[] = [];
+  readonly status: Promise<Deno.CommandStatus>;
+  #exited = false;
+
+  constructor(readonly label: string, argv: string[]) {
+    this.#child = new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    }).spawn();
+    live.add(this);
+    this.status = this.#child.status.finally(() => {
+      this.#exited = true;
+      live.delete(this);
+    });
+    this.#drain();
+  }
+
+  /** The process id (the bridge runs in the `deno` process itself). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** The last lines it wrote to stderr. */
+  get log(): string {
+    return this.#lines.join("\n");
+  }
+
+  async #drain(): Promise<void> {
+    let partial = "";
+    for await (const text of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
+      const parts = (partial + text).split("\n");
+      partial = parts.pop() ?? "";
+      for (const line of parts) {
+        this.#lines.push(line);
+        if (this.#lines.length > 200) this.#lines.shift();
+      }
+    }
+  }
+
+  /** Waits until a UDP socket is bound on `port` (seen by `ss`), or throws. */
+  async waitForPort(port: number, timeoutMs = 20_000): Promise<void> {
+    const end = performance.now() + timeoutMs;
+    while (performance.now() < end) {
+      if (this.#exited) throw new Error(`${this.label} exited early:\n${this.log}`);
+      if (await udpBound(port)) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${this.label} did not bind port ${port}:\n${this.log}`);
+  }
+
+  /** Resident memory in bytes (from /proc, through `cat`: Deno keeps /proc for --allow-all). */
+  async rss(): Promise<number> {
+    const out = await new Deno.Command("cat", { args: [`/proc/${this.pid}/status`] }).output();
+    const line = new TextDecoder().decode(out.stdout).split("\n").find((l) =>
+      l.startsWith("VmRSS:")
+    );
+    return Number(line?.match(/(\d+)/)?.[1] ?? 0) * 1024;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 3000): Promise<void> {
+    if (this.#exited) return;
+    const kill = (signal: Deno.Signal) => {
+      try {
+        this.#child.kill(signal);
+      } catch {
+        // Already gone.
+      }
+    };
+    kill("SIGTERM");
+    const timer = setTimeout(() => kill("SIGKILL"), graceMs);
+    await this.status;
+    clearTimeout(timer);
+  }
+}
+
+/** Stops every service still running (on the way out, also after an error). */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map((s) => s.stop()));
+}
+
+/** A UDP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): number {
+  const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (probe.addr as Deno.NetAddr).port;
+  probe.close();
+  return port;
+}
+
+/** `n` random public keys in base64 (random bytes serve as well as real keys for mac1). */
+export function randomKeys(n: number): string[] {
+  const keys: string[] = [];
+  const bytes = new Uint8Array(32);
+  for (let i = 0; i < n; i++) {
+    keys.push(btoa(String.fromCharCode(...crypto.getRandomValues(bytes))));
+  }
+  return keys;
+}
+
+/** Options for {@link startBridge}. */
+export interface BridgeRun {
+  /** Keys in groups of two (keys 2i and 2i+1 form group i), as the load generator pairs them. */
+  keys: string[];
+  /** `--datapath`. */
+  datapath: string;
+  /** `--log-level`. */
+  logLevel: string;
+  /** Directory for the config file. */
+  dir: string;
+  /** Extra limits (the bench raises the per-source handshake rate: all peers are 127.0.0.1). */
+  limits?: Record<string, number>;
+}
+
+/** Starts the bridge on a free loopback port with a config file; resolves once it is bound. */
+export async function startBridge(run: BridgeRun): Promise<{ service: Service; port: number }> {
+  const port = freePort();
+  const groups = [];
+  for (let i = 0; i + 1 < run.keys.length; i += 2) {
+    groups.push({ name: `g${i / 2}`, keys: [run.keys[i], run.keys[i + 1]] });
+  }
+  const config = `${run.dir}/bridge-${port}.json`;
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      port,
+      listen: ["127.0.0.1"],
+      groups,
+      limits: {
+        handshakeRate: 10_000_000,
+        handshakeBurst: 10_000_000,
+        maxSessions: 1_000_000,
+        ...run.limits,
+      },
+      log: { level: run.logLevel, summaryInterval: 0 },
+    }),
+  );
+  const service = new Service("bridge", [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    `--allow-read=${config}`,
+    "--allow-ffi",
+    MAIN,
+    "--config",
+    config,
+    "--datapath",
+    run.datapath,
+  ]);
+  await service.waitForPort(port);
+  return { service, port };
+}
+
+/** Starts the reference relay on a free loopback port. */
+export async function startReference(): Promise<{ service: Service; port: number }> {
+  const port = freePort();
+  const service = new Service("reference", [
+    Deno.execPath(),
+    "run",
+    "--allow-ffi",
+    REFERENCE,
+    "--port",
+    String(port),
+  ]);
+  await service.waitForPort(port);
+  return { service, port };
+}
+
+/** Runs the load generator with `args` (plus --keys when given), bounded; returns its JSON. */
+export async function loadgen(
+  args: string[],
+  keys: string[] | undefined,
+  dir: string,
+  timeoutMs: number,
+): Promise<Record<string, unknown>> {
+  const argv = ["run", "--allow-ffi", `--allow-read=${dir}`, LOADGEN, ...args];
+  if (keys) {
+    const file = `${dir}/keys-${crypto.randomUUID()}.txt`;
+    await Deno.writeTextFile(file, keys.join("\n") + "\n");
+    argv.push("--keys", file);
+  }
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: argv,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (out.code !== 0 || !text) {
+    const err = new TextDecoder().decode(out.stderr).trim();
+    throw new Error(`loadgen ${args.join(" ")} failed (exit ${out.code}):\n${err}`);
+  }
+  return JSON.parse(text.split("\n").pop()!);
+}
+
+async function udpBound(port: number): Promise<boolean> {
+  const out = await new Deno.Command("ss", { args: ["-Hlun", `sport = :${port}`] }).output();
+  return new TextDecoder().decode(out.stdout).trim() !== "";
+}
+
+/**
+ * Starts a load-generator sink on a free port: it counts what arrives and stops by itself
+ * (after `seconds` of traffic, or half a second of silence). Resolves once it is bound, with
+ * the promise of its JSON report.
+ */
+export async function startSink(
+  seconds: number,
+): Promise<{ port: number; result: Promise<Record<string, unknown>> }> {
+  const port = freePort();
+  const run = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", LOADGEN, "--sink", String(port), "--duration", String(seconds)],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout((seconds + 60) * 1000),
+  }).output();
+  const result = run.then((out) => {
+    const text = new TextDecoder().decode(out.stdout).trim();
+    if (!text) throw new Error(`sink failed: ${new TextDecoder().decode(out.stderr)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  });
+  const end = performance.now() + 20_000;
+  while (!(await udpBound(port))) {
+    if (performance.now() > end) throw new Error("the sink did not bind its port");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { port, result };
+}

@@ -1,0 +1,543 @@
+/**
+ * `deno task bench`: the bridge against a reference relay, on loopback, target by target.
+ *
+ * For every target of the speed issue it prints the bridge's figure next to a reference
+ * measured in the same run: the minimal relay in bench/reference_relay.ts (what the machine can
+ * forward at all), or the bridge itself under the easy condition (32 keys, 100 sessions, the
+ * first second). Machines are noisy, and the bridge, the reference and the load generator share
+ * the same cores, so reference and bridge runs alternate round by round and the table shows
+ * medians. The load generator (bench/loadgen.ts) is also run against a sink, to show that it
+ * offers more than any relay here forwards.
+ *
+ *   deno task bench            the full run (about 6 minutes), the table in BENCHMARKS.md
+ *   deno task bench --quick    a smoke run for CI (under a minute, shorter and smaller)
+ *   options: --rounds N, --datapath linux|deno|auto, --log-level L, --json FILE,
+ *            --only fwd,keys,sessions,latency,deno,tunnel
+ *
+ * Nothing here asserts a speed: it reports.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  freePort,
+  loadgen,
+  randomKeys,
+  type Service,
+  startBridge,
+  startReference,
+  startSink,
+  stopAll,
+} from "./procs.ts";
+import { tunnelBench } from "./tunnel.ts";
+
+/** One line of the results table. */
+export interface Row {
+  /** Issue target number and what is measured. */
+  target: string;
+  /** What the figures are (unit). */
+  unit: string;
+  /** The bridge's figure. */
+  bridge: number;
+  /** The reference figure, measured in the same run. */
+  reference: number;
+  /** What the reference is. */
+  referenceName: string;
+  /** bridge / reference, or another comparison named in `goal`. */
+  ratio: number;
+  /** The goal, as text (e.g. ">= 0.9"). */
+  goal: string;
+  /** Whether the goal is met in this run. */
+  met: boolean;
+  /** Per-round figures and anything else worth keeping. */
+  detail?: Record<string, unknown>;
+}
+
+interface Plan {
+  quick: boolean;
+  rounds: number;
+  seconds: number;
+  datapath: string;
+  logLevel: string;
+  only: Set<string>;
+  dir: string;
+}
+
+const rows: Row[] = [];
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (sorted.length === 0) return 0;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function num(x: unknown): number {
+  return typeof x === "number" ? x : Number(x ?? 0);
+}
+
+function report(row: Row): void {
+  rows.push(row);
+  const mark = row.met ? "ok " : "SHORT";
+  console.log(
+    `  ${mark} ${row.target}: bridge ${fmt(row.bridge)} ${row.unit}, ${row.referenceName} ` +
+      `${fmt(row.reference)} -> ${row.ratio.toFixed(3)} (goal ${row.goal})`,
+  );
+}
+
+function fmt(x: number): string {
+  if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString("en-US");
+  return (Math.round(x * 10) / 10).toString();
+}
+
+function progress(text: string): void {
+  console.log(`- ${text}`);
+}
+
+// ---- 1. forwarding ---------------------------------------------------------------------------
+
+async function forwarding(plan: Plan, size: number, pairs: number): Promise<void> {
+  const label = `1 fwd ${size} B, ${pairs} session${pairs > 1 ? "s" : ""}`;
+  progress(`${label}: ${plan.rounds} round(s) of ${plan.seconds} s, reference and bridge`);
+  // A fresh set of keys per round: new sockets are new addresses, and a key the bridge has
+  // located at an old address would be sought there.
+  const keys = randomKeys(2 * pairs * plan.rounds);
+  const reference = await startReference();
+  const bridge = await startBridge({ keys, ...plan });
+  const refPps: number[] = [], bridgePps: number[] = [], offered: number[] = [];
+  try {
+    for (let r = 0; r < plan.rounds; r++) {
+      const roundKeys = keys.slice(2 * pairs * r, 2 * pairs * (r + 1));
+      const args = (port: number) => [
+        "--relay",
+        `127.0.0.1:${port}`,
+        "--pairs",
+        String(pairs),
+        "--size",
+        String(size),
+        "--duration",
+        String(plan.seconds),
+      ];
+      const order = r % 2 === 0 ? ["ref", "bridge"] : ["bridge", "ref"];
+      for (const which of order) {
+        const port = which === "ref" ? reference.port : bridge.port;
+        const result = await loadgen(args(port), roundKeys, plan.dir, 60_000);
+        (which === "ref" ? refPps : bridgePps).push(num(result.delivered_pps));
+        offered.push(num(result.offered_pps));
+      }
+    }
+  } finally {
+    await reference.service.stop();
+    await bridge.service.stop();
+  }
+  const sink = await startSink(plan.seconds + 1);
+  const raw = await loadgen(
+    [
+      "--relay",
+      `127.0.0.1:${sink.port}`,
+      "--raw",
+      "--pairs",
+      String(pairs),
+      "--size",
+      String(size),
+      "--duration",
+      String(plan.seconds),
+    ],
+    undefined,
+    plan.dir,
+    60_000,
+  );
+  const sunk = await sink.result;
+  const b = median(bridgePps), ref = median(refPps);
+  report({
+    target: label,
+    unit: "pkt/s",
+    bridge: b,
+    reference: ref,
+    referenceName: "reference relay",
+    ratio: ref > 0 ? b / ref : 0,
+    goal: ">= 0.9",
+    met: ref > 0 && b / ref >= 0.9,
+    detail: {
+      bridgeRounds: bridgePps,
+      referenceRounds: refPps,
+      generatorOfferedToSink: num(raw.offered_pps),
+      sinkReceived: num(sunk.received_pps),
+      mbps: size * 8 * b / 1e6,
+    },
+  });
+  console.log(
+    `       load generator against a sink: offered ${fmt(num(raw.offered_pps))} pkt/s, ` +
+      `sink received ${fmt(num(sunk.received_pps))} pkt/s ` +
+      `(${(num(sunk.received_pps) / Math.max(b, ref, 1)).toFixed(2)}x the best relay figure)`,
+  );
+}
+
+// ---- 3 and 4. handshakes: keys and decay ------------------------------------------------------
+
+async function handshakes(plan: Plan): Promise<void> {
+  const pairs = 16;
+  const extra = plan.quick ? 2_000 - 2 * pairs : 10_000 - 2 * pairs;
+  const seconds = plan.quick ? 3 : 10;
+  const rounds = plan.quick ? 1 : Math.max(1, Math.min(plan.rounds, 2));
+  progress(
+    `3/4 handshakes: ${pairs} pairs, ${2 * pairs} vs ${2 * pairs + extra} configured keys, ` +
+      `${rounds} round(s) of ${seconds} s`,
+  );
+  const small: Record<string, unknown>[] = [], large: Record<string, unknown>[] = [];
+  const refs: Record<string, unknown>[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const args = (port: number) => [
+      "--relay",
+      `127.0.0.1:${port}`,
+      "--pairs",
+      String(pairs),
+      "--handshakes-only",
+      "--duration",
+      String(seconds),
+    ];
+    const keys = randomKeys(2 * pairs);
+    for (const which of r % 2 === 0 ? ["small", "large"] : ["large", "small"]) {
+      const all = which === "small" ? keys : [...keys, ...randomKeys(extra)];
+      const bridge = await startBridge({ keys: all, ...plan });
+      try {
+        const result = await loadgen(args(bridge.port), keys, plan.dir, (seconds + 60) * 1000);
+        (which === "small" ? small : large).push(result);
+      } finally {
+        await bridge.service.stop();
+      }
+    }
+    const reference = await startReference();
+    try {
+      refs.push(await loadgen(args(reference.port), keys, plan.dir, (seconds + 60) * 1000));
+    } finally {
+      await reference.service.stop();
+    }
+  }
+  const rate = (runs: Record<string, unknown>[]) => median(runs.map((x) => num(x.hs_per_s)));
+  const s = rate(small), l = rate(large), ref = rate(refs);
+  report({
+    target: `3 keys: handshakes/s, ${2 * pairs + extra} vs ${2 * pairs} keys`,
+    unit: "hs/s",
+    bridge: l,
+    reference: s,
+    referenceName: `bridge with ${2 * pairs} keys`,
+    ratio: s > 0 ? l / s : 0,
+    goal: ">= 0.5",
+    met: s > 0 && l / s >= 0.5,
+    detail: { referenceRelayHsPerS: ref, small, large },
+  });
+  console.log(
+    `       reference relay (no mac1 checks): ${fmt(ref)} hs/s; bridge with ${2 * pairs} keys ` +
+      `${(s / Math.max(ref, 1)).toFixed(2)}x of it`,
+  );
+  for (
+    const [name, runs] of [[`${2 * pairs} keys`, small], [
+      `${2 * pairs + extra} keys`,
+      large,
+    ]] as const
+  ) {
+    const ratios = runs.map((x) => {
+      const per = x.per_second as number[];
+      return per.length > 1 && per[0] > 0 ? per[per.length - 1] / per[0] : 0;
+    });
+    const per = runs[0].per_second as number[];
+    report({
+      target: `4 decay: handshakes/s last vs first second of ${seconds} s, ${name}`,
+      unit: "hs/s",
+      bridge: per[per.length - 1],
+      reference: per[0],
+      referenceName: "first second",
+      ratio: median(ratios),
+      goal: ">= 0.8",
+      met: median(ratios) >= 0.8,
+      detail: { perSecond: runs.map((x) => x.per_second) },
+    });
+  }
+}
+
+// ---- 4 and 5. sessions: scale and memory -----------------------------------------------------
+
+async function sessions(plan: Plan): Promise<void> {
+  const pairs = 100;
+  const perPair = plan.quick ? 100 : 1000;
+  const total = pairs * perPair;
+  const size = 64;
+  progress(
+    `4/5 sessions: forwarding ${size} B over ${pairs} vs ${total} sessions, RSS per session`,
+  );
+  const warmKeys = randomKeys(2 * pairs), bigKeys = randomKeys(2 * pairs);
+  const args = (port: number, sessionsPerPair: number) => [
+    "--relay",
+    `127.0.0.1:${port}`,
+    "--pairs",
+    String(pairs),
+    "--sessions-per-pair",
+    String(sessionsPerPair),
+    "--size",
+    String(size),
+    "--duration",
+    String(plan.seconds),
+    "--hs-timeout",
+    String(plan.quick ? 20 : 60),
+  ];
+  const bridge = await startBridge({
+    keys: [...warmKeys, ...bigKeys],
+    ...plan,
+  });
+  const reference = await startReference();
+  let few: Record<string, unknown>, many: Record<string, unknown>;
+  let refFew: Record<string, unknown>, refMany: Record<string, unknown>;
+  let rssBefore = 0, rssAfter = 0;
+  try {
+    // The first run also warms the bridge up (compiled code, a full-size young generation), so
+    // the RSS growth after it is the sessions' own.
+    few = await loadgen(args(bridge.port, 1), warmKeys, plan.dir, 120_000);
+    refFew = await loadgen(args(reference.port, 1), warmKeys, plan.dir, 120_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    rssBefore = await bridge.service.rss();
+    many = await loadgen(args(bridge.port, perPair), bigKeys, plan.dir, 300_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    rssAfter = await bridge.service.rss();
+    refMany = await loadgen(args(reference.port, perPair), bigKeys, plan.dir, 300_000);
+  } finally {
+    await reference.service.stop();
+    await bridge.service.stop();
+  }
+  const b1 = num(few.delivered_pps), b2 = num(many.delivered_pps);
+  const r1 = num(refFew.delivered_pps), r2 = num(refMany.delivered_pps);
+  const established = num(many.sessions);
+  report({
+    target: `4 scale: fwd ${size} B over ${fmt(established)} vs ${pairs} sessions`,
+    unit: "pkt/s",
+    bridge: b2,
+    reference: b1,
+    referenceName: `bridge with ${pairs} sessions`,
+    ratio: b1 > 0 ? b2 / b1 : 0,
+    goal: ">= 0.8",
+    met: b1 > 0 && b2 / b1 >= 0.8,
+    detail: {
+      referenceRelayFew: r1,
+      referenceRelayMany: r2,
+      handshakePhaseMs: (many.handshakes as Record<string, unknown>).phase_ms,
+    },
+  });
+  console.log(
+    `       reference relay: ${fmt(r1)} -> ${fmt(r2)} pkt/s (${
+      (r2 / Math.max(r1, 1)).toFixed(2)
+    }x);` +
+      ` bridge vs reference with ${fmt(established)} sessions: ${
+        (b2 / Math.max(r2, 1)).toFixed(2)
+      }x`,
+  );
+  const perSession = established > 0 ? (rssAfter - rssBefore) / established : 0;
+  report({
+    target: `5 memory: RSS growth per session at ${fmt(established)} sessions`,
+    unit: "B",
+    bridge: perSession,
+    reference: 256,
+    referenceName: "budget",
+    ratio: perSession / 256,
+    goal: "<= 1.0",
+    met: established > 0 && perSession <= 256,
+    detail: { rssBefore, rssAfter, established },
+  });
+}
+
+// ---- 6. latency ------------------------------------------------------------------------------
+
+async function latency(plan: Plan): Promise<void> {
+  const size = 1420, perDirection = 1000;
+  const seconds = plan.quick ? 2 : 5;
+  progress(`6 latency: ${2 * perDirection} pkt/s (${perDirection} each way), ${size} B, p99`);
+  const rounds = plan.quick ? 1 : plan.rounds;
+  const keys = randomKeys(2 * rounds);
+  const reference = await startReference();
+  const bridge = await startBridge({ keys, ...plan });
+  const refP99: number[] = [], bridgeP99: number[] = [];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const args = (port: number) => [
+        "--relay",
+        `127.0.0.1:${port}`,
+        "--size",
+        String(size),
+        "--rate",
+        String(perDirection),
+        "--duration",
+        String(seconds),
+      ];
+      const roundKeys = keys.slice(2 * r, 2 * r + 2);
+      for (const which of r % 2 === 0 ? ["ref", "bridge"] : ["bridge", "ref"]) {
+        const port = which === "ref" ? reference.port : bridge.port;
+        const result = await loadgen(args(port), roundKeys, plan.dir, 60_000);
+        const p99 = num((result.latency_us as Record<string, unknown>).p99);
+        (which === "ref" ? refP99 : bridgeP99).push(p99);
+      }
+    }
+  } finally {
+    await reference.service.stop();
+    await bridge.service.stop();
+  }
+  const b = median(bridgeP99), ref = median(refP99);
+  report({
+    target: `6 latency: one-way p99 at ${2 * perDirection} pkt/s, bridge minus reference`,
+    unit: "µs",
+    bridge: b,
+    reference: ref,
+    referenceName: "reference relay",
+    ratio: b - ref,
+    goal: "<= 100 µs",
+    met: b - ref <= 100,
+    detail: { bridgeRounds: bridgeP99, referenceRounds: refP99 },
+  });
+}
+
+// ---- the portable datapath, for the --allow-ffi trade-off ------------------------------------
+
+async function portable(plan: Plan): Promise<void> {
+  const pairs = 100, size = 64;
+  progress(`datapath deno (no --allow-ffi): fwd ${size} B, ${pairs} sessions`);
+  const keys = randomKeys(4 * pairs);
+  const reference = await startReference();
+  const bridge = await startBridge({ keys, ...plan, datapath: "deno" });
+  let ref: Record<string, unknown>, deno: Record<string, unknown>;
+  try {
+    const args = (port: number) => [
+      "--relay",
+      `127.0.0.1:${port}`,
+      "--pairs",
+      String(pairs),
+      "--size",
+      String(size),
+      "--duration",
+      String(plan.seconds),
+    ];
+    ref = await loadgen(args(reference.port), keys.slice(0, 2 * pairs), plan.dir, 60_000);
+    deno = await loadgen(args(bridge.port), keys.slice(2 * pairs), plan.dir, 60_000);
+  } finally {
+    await reference.service.stop();
+    await bridge.service.stop();
+  }
+  const b = num(deno.delivered_pps), r = num(ref.delivered_pps);
+  report({
+    target: `(info) fwd ${size} B, ${pairs} sessions, --datapath deno`,
+    unit: "pkt/s",
+    bridge: b,
+    reference: r,
+    referenceName: "reference relay",
+    ratio: r > 0 ? b / r : 0,
+    goal: "none",
+    met: true,
+  });
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function table(): string {
+  const lines = [
+    "| target | bridge | reference (same run) | ratio | goal | met |",
+    "|---|---|---|---|---|---|",
+  ];
+  for (const r of rows) {
+    lines.push(
+      `| ${r.target} | ${fmt(r.bridge)} ${r.unit} | ${
+        fmt(r.reference)
+      } ${r.unit} (${r.referenceName})` +
+        ` | ${r.ratio.toFixed(3)} | ${r.goal} | ${r.goal === "none" ? "" : r.met ? "yes" : "no"} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+async function machine(): Promise<string> {
+  const cpus = navigator.hardwareConcurrency;
+  let model = "";
+  try {
+    const out = await new Deno.Command("cat", { args: ["/proc/cpuinfo"] }).output();
+    model = new TextDecoder().decode(out.stdout).match(/model name\s*:\s*(.*)/)?.[1] ?? "";
+  } catch {
+    // No /proc: not Linux; the bench needs Linux anyway.
+  }
+  return `${cpus} cores${model ? ` (${model})` : ""}, ${Deno.build.os} ${Deno.build.arch}, ` +
+    `deno ${Deno.version.deno}`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      quick: { type: "boolean", default: false },
+      rounds: { type: "string" },
+      seconds: { type: "string" },
+      datapath: { type: "string", default: "linux" },
+      "log-level": { type: "string", default: "warn" },
+      json: { type: "string" },
+      only: { type: "string" },
+    },
+  });
+  const quick = values.quick;
+  const dir = await Deno.makeTempDir({ prefix: "wg-bridge-bench-" });
+  const plan: Plan = {
+    quick,
+    rounds: Number(values.rounds ?? (quick ? 1 : 3)),
+    seconds: Number(values.seconds ?? (quick ? 1 : 3)),
+    datapath: values.datapath,
+    logLevel: values["log-level"],
+    only: new Set(
+      (values.only ??
+        (quick ? "fwd,keys,sessions,latency" : "fwd,keys,sessions,latency,deno,tunnel"))
+        .split(","),
+    ),
+    dir,
+  };
+  const started = performance.now();
+  const about = await machine();
+  console.log(`wg-bridge bench${quick ? " (quick)" : ""}: ${new Date().toISOString()}, ${about}`);
+  console.log(
+    `bridge: --datapath ${plan.datapath}, --log-level ${plan.logLevel}; ` +
+      `every process shares the same cores, figures are medians of alternating rounds`,
+  );
+  freePort(); // Fails early without --allow-net.
+  const stop = () => {
+    stopAll().finally(() => Deno.exit(130));
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    if (plan.only.has("fwd")) {
+      const cases: [number, number][] = quick ? [[64, 1], [64, 100]] : [
+        [64, 1],
+        [64, 100],
+        [1420, 1],
+        [1420, 100],
+      ];
+      for (const [size, pairs] of cases) await forwarding(plan, size, pairs);
+    }
+    if (plan.only.has("keys")) await handshakes(plan);
+    if (plan.only.has("sessions")) await sessions(plan);
+    if (plan.only.has("latency")) await latency(plan);
+    if (plan.only.has("deno")) await portable(plan);
+    if (plan.only.has("tunnel")) {
+      const tunnel = await tunnelBench(plan.quick, plan.datapath);
+      if (typeof tunnel === "string") console.log(`- 2 tunnel: skipped (${tunnel})`);
+      else report(tunnel);
+    }
+  } finally {
+    await stopAll();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  console.log(`\n${table()}\n`);
+  console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s; ${about})`);
+  if (values.json) {
+    await Deno.writeTextFile(
+      values.json,
+      JSON.stringify({ date: new Date().toISOString(), machine: about, plan, rows }, null, 2),
+    );
+  }
+}
+
+export type { Service };
+
+if (import.meta.main) await main();

@@ -1,0 +1,138 @@
+/**
+ * Target 2: iperf3 TCP between two real `wireguard-go` peers, through the bridge and through
+ * the reference relay (and directly, for context), in network namespaces.
+ *
+ * Needs root, `wireguard-go`, `wg`, `iperf3` and iproute2 (tests/support/netns.ts checks); it
+ * is skipped otherwise, and in `--quick` runs. The peers are re-added before each measurement
+ * so that every relay sees a fresh handshake.
+ *
+ * @module
+ */
+
+import {
+  addPeer,
+  canRunE2E,
+  inNs,
+  iperf3,
+  type Lab,
+  type Netns,
+  ping,
+  until,
+  waitForHandshake,
+  type WgNode,
+  withLab,
+} from "../tests/support/netns.ts";
+import type { Row } from "./run.ts";
+
+const ROOT = new URL("../", import.meta.url);
+const BRIDGE_PORT = 51820;
+const REFERENCE_PORT = 51830;
+
+async function udpBound(ns: Netns, port: number): Promise<boolean> {
+  const out = await inNs(ns, ["ss", "-Hlun", `sport = :${port}`], { allowFail: true });
+  return out.stdout.trim() !== "";
+}
+
+async function connect(a: WgNode, b: WgNode, endpointOfB: string, endpointOfA: string) {
+  for (const [local, remote] of [[a, b], [b, a]] as const) {
+    await inNs(local.ns, ["wg", "set", local.iface, "peer", remote.publicKey, "remove"]);
+  }
+  await addPeer(a, b, endpointOfB);
+  await addPeer(b, a, endpointOfA);
+  await ping(a.ns, b.address, { count: 3, interval: 0.2, wait: 1 });
+  await waitForHandshake(a, b, 10_000);
+}
+
+/** Runs the tunnel benchmark; returns its row, or why it was skipped. */
+export async function tunnelBench(quick: boolean, datapath: string): Promise<Row | string> {
+  if (quick) return "not in --quick";
+  const why = await canRunE2E();
+  if (why) return why;
+  console.log("- 2 tunnel: iperf3 TCP through wireguard-go peers (direct, reference, bridge)");
+  // Bridge namespaces have no internet: cache main.ts's npm dependencies from here.
+  await new Deno.Command(Deno.execPath(), {
+    args: ["cache", new URL("main.ts", ROOT).pathname],
+    cwd: ROOT,
+  }).output();
+  const seconds = 5, rounds = 2;
+  const results: Record<string, number[]> = { direct: [], reference: [], bridge: [] };
+  await withLab("bench", 300_000, async (lab: Lab) => {
+    const br = await lab.namespace("br");
+    const pa = await lab.namespace("pa");
+    const pb = await lab.namespace("pb");
+    const la = await lab.link(br, pa, { v4: true });
+    const lb = await lab.link(br, pb, { v4: true });
+    await lab.router(br);
+    const a = await lab.wireguard(pa, "a", "10.99.0.1");
+    const b = await lab.wireguard(pb, "b", "10.99.0.2");
+    lab.spawn(br, "bridge", [
+      Deno.execPath(),
+      "run",
+      "--allow-net",
+      "--allow-ffi",
+      new URL("main.ts", ROOT).pathname,
+      "-p",
+      String(BRIDGE_PORT),
+      "--listen",
+      "0.0.0.0",
+      "--log-level",
+      "warn",
+      "--datapath",
+      datapath,
+      "-k",
+      `${a.publicKey},${b.publicKey}`,
+    ], ROOT);
+    lab.spawn(br, "reference", [
+      Deno.execPath(),
+      "run",
+      "--allow-ffi",
+      new URL("bench/reference_relay.ts", ROOT).pathname,
+      "--port",
+      String(REFERENCE_PORT),
+      "--bind",
+      "0.0.0.0",
+    ], ROOT);
+    await until(
+      "the relays to bind",
+      30_000,
+      async () => await udpBound(br, BRIDGE_PORT) && await udpBound(br, REFERENCE_PORT),
+    );
+    const endpoints = {
+      direct: [`${lb.down4}:${b.listenPort}`, `${la.down4}:${a.listenPort}`],
+      reference: [`${la.up4}:${REFERENCE_PORT}`, `${lb.up4}:${REFERENCE_PORT}`],
+      bridge: [`${la.up4}:${BRIDGE_PORT}`, `${lb.up4}:${BRIDGE_PORT}`],
+    };
+    const order: (keyof typeof endpoints)[] = ["direct"];
+    for (let r = 0; r < rounds; r++) {
+      order.push(
+        ...(r % 2 === 0 ? ["reference", "bridge"] as const : ["bridge", "reference"] as const),
+      );
+    }
+    for (const mode of order) {
+      await connect(a, b, endpoints[mode][0], endpoints[mode][1]);
+      const bps = await iperf3(lab, a, b, seconds);
+      results[mode].push(bps / 1e6);
+      console.log(`       ${mode}: ${(bps / 1e6).toFixed(0)} Mbit/s`);
+    }
+  });
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length === 0
+      ? 0
+      : s.length % 2
+      ? s[s.length >> 1]
+      : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const bridge = median(results.bridge), reference = median(results.reference);
+  return {
+    target: "2 tunnel: iperf3 TCP, wireguard-go peers",
+    unit: "Mbit/s",
+    bridge,
+    reference,
+    referenceName: "reference relay",
+    ratio: reference > 0 ? bridge / reference : 0,
+    goal: ">= 0.95",
+    met: reference > 0 && bridge / reference >= 0.95,
+    detail: { ...results, directMedian: median(results.direct) },
+  };
+}

@@ -1,0 +1,648 @@
+/**
+ * The Linux datapath: UDP sockets driven through libc with `recvmmsg`/`sendmmsg` batches.
+ *
+ * Why: `Deno.listenDatagram` costs one promise and two system calls per datagram and offers no
+ * batching and no socket-buffer sizes; on a 2-core machine that caps the bridge near 60-75k
+ * packets/s where a minimal C relay does 300k+. Here one `recvmmsg` takes up to {@link BATCH}
+ * datagrams into fixed slots, the relay decides on each in place (nothing is copied or
+ * allocated per datagram), and one `sendmmsg` per socket sends the lot. Consecutive datagrams
+ * to the same address and of the same size leave as one UDP GSO send (`UDP_SEGMENT`), which
+ * the kernel cuts back into the original datagrams: a bulk flow then costs one pass through the
+ * IP stack per run instead of per datagram. (BENCHMARKS.md has the numbers.)
+ *
+ * Threading: everything runs on the main thread, next to the relay, so metrics, status and
+ * reloads read the relay without locks. The sockets are non-blocking. The loop receives,
+ * decides and sends while datagrams keep coming, and gives the event loop (timers, signals,
+ * HTTP) a turn (`setImmediate`, a few microseconds) at least every {@link YIELD_MS} ms, never
+ * between a wake-up and the receive it is for. When a round finds nothing the loop waits in
+ * `poll()` for at most {@link POLL_MS} ms, which blocks the event loop that long but wakes on
+ * the next datagram within microseconds (the latency target). After {@link IDLE_ROUNDS} empty
+ * waits in a row it hands the wait to a small Worker that blocks in `poll()` and wakes the main
+ * thread through `Atomics.waitAsync`: an idle bridge then costs no CPU and never blocks its
+ * event loop. Under full load an HTTP request waits for a few event-loop turns (tens of ms).
+ *
+ * Binding matches io/udp_deno.ts: no SO_REUSEADDR or SO_REUSEPORT, so a port in use is an
+ * error; by default `[::]` (IPv6 only, via IPV6_V6ONLY) and `0.0.0.0` as two sockets, so each
+ * family has its own and replies leave from the socket the peer used; IPv4 alone when the
+ * host has no IPv6. An explicit `--listen ::` is dual-stack, as with Deno, unless an IPv4
+ * wildcard is also listed.
+ *
+ * @module
+ */
+
+import { setImmediate } from "node:timers";
+import { MAX_DATAGRAM_SIZE } from "../lib/constants.ts";
+import type { Endpoint } from "../lib/endpoints.ts";
+import type { Logger } from "../lib/log.ts";
+import type { Relay } from "../lib/relay.ts";
+import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
+import {
+  EADDRINUSE,
+  EADDRNOTAVAIL,
+  EAFNOSUPPORT,
+  EAGAIN,
+  EINTR,
+  EIO,
+  ENOBUFS,
+  ENOPROTOOPT,
+  EOPNOTSUPP,
+  IPPROTO_IPV6,
+  IPV6_V6ONLY,
+  type Libc,
+  MSG_DONTWAIT,
+  POLLIN,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOL_SOCKET,
+} from "./libc.ts";
+import {
+  AddressNames,
+  AF_INET,
+  AF_INET6,
+  encodeSockaddr,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_SLOT,
+} from "./sockaddr.ts";
+
+/** Datagrams per `recvmmsg` (the C reference uses the same). */
+export const BATCH = 64;
+/** Datagrams queued per socket before a `sendmmsg` is forced. */
+const TX_MAX = 1024;
+/** Bytes of one receive slot: one more than the largest datagram, so longer ones show up. */
+const SLOT = MAX_DATAGRAM_SIZE + 1;
+/** Room for payloads that are not in a receive slot (cookie replies), per socket. */
+const TX_ARENA = 64 * 1024;
+/** Longest wait in `poll()` on the main thread, in ms: the event loop's worst-case delay. */
+export const POLL_MS = 1;
+/** Longest run of busy rounds without a turn of the event loop, in ms. */
+export const YIELD_MS = 1;
+/** Empty waits in a row before the wait moves to the waker Worker. */
+export const IDLE_ROUNDS = 50;
+/** Default socket buffer size asked for, each way (the C reference uses the same). */
+export const DEFAULT_SOCKET_BUFFER = 4 << 20;
+
+/** Most datagrams one GSO send may carry (the kernel's UDP_MAX_SEGMENTS). */
+const GSO_MAX_SEGMENTS = 64;
+/** Most payload bytes one GSO send may carry: an IP packet's 64 KiB, less headers, rounded. */
+const GSO_MAX_BYTES = 65000;
+// cmsg for UDP_SEGMENT: cmsghdr (len 8, level 4, type 4) + u16, padded to 8: CMSG_SPACE(2).
+const GSO_CONTROL = 24;
+const SOL_UDP = 17;
+const UDP_SEGMENT = 103;
+const W_CONTROL = 8; // void *msg_control
+const W_CONTROLLEN = 10; // size_t msg_controllen
+
+// struct mmsghdr on LP64 Linux: msghdr (56 bytes) + msg_len (4) + padding = 64 bytes.
+const MMSG_SIZE = 64;
+const MMSG_WORDS = MMSG_SIZE / 4;
+// Word offsets inside one mmsghdr.
+const W_NAME = 0; // void *msg_name
+const W_NAMELEN = 2; // socklen_t msg_namelen
+const W_IOV = 4; // struct iovec *msg_iov
+const W_IOVLEN = 6; // size_t msg_iovlen
+const W_FLAGS = 12; // int msg_flags
+const W_LEN = 14; // unsigned msg_len
+const IOV_SIZE = 16;
+const TWO_32 = 0x100000000;
+
+/** Options for {@link bindLinuxUdp}. */
+export interface LinuxUdpOptions {
+  /** SO_RCVBUF and SO_SNDBUF asked for, in bytes (privileged processes get it regardless of
+   * net.core.rmem_max; others are capped by it). */
+  socketBuffer?: number;
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function labelOf(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function addressOf(buffer: ArrayBufferView): number {
+  return Number(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+function writePointer(words: Uint32Array, at: number, pointer: number): void {
+  words[at] = pointer % TWO_32;
+  words[at + 1] = Math.floor(pointer / TWO_32);
+}
+
+/** Where the relay's sends to an endpoint go, cached on `Endpoint.io`: the sockaddr words. */
+class SendAddress {
+  /** The encoded socket address, as 32-bit words. */
+  readonly words = new Int32Array(SOCKADDR_SLOT / 4);
+  /** Its length in bytes (16 or 28); 0 when the endpoint cannot be reached on its socket. */
+  length = 0;
+}
+
+/** One bound socket with its receive and send arrays. */
+class LinuxSocket {
+  readonly fd: number;
+  readonly family: number;
+  readonly label: string;
+  // Receive side: BATCH slots, each with its mmsghdr, iovec and source address.
+  readonly rxSlab = new Uint8Array(BATCH * SLOT);
+  readonly rxBase: number;
+  readonly rxMsgs = new Uint32Array(BATCH * MMSG_WORDS);
+  readonly rxIovs = new Uint32Array(BATCH * (IOV_SIZE / 4));
+  readonly rxAddr = new Uint8Array(BATCH * SOCKADDR_SLOT);
+  readonly rxAddrWords = new Int32Array(this.rxAddr.buffer);
+  readonly rxViews: Uint8Array[] = [];
+  // Send side: up to TX_MAX queued datagrams, sent with one sendmmsg.
+  readonly txIovs = new Uint32Array(TX_MAX * (IOV_SIZE / 4));
+  readonly txAddrWords = new Int32Array(TX_MAX * (SOCKADDR_SLOT / 4));
+  readonly txArena = new Uint8Array(TX_ARENA);
+  readonly txArenaBase: number;
+  /** Where each queued datagram goes (its endpoint's SendAddress; undefined for replies). */
+  readonly txDest: (SendAddress | undefined)[] = new Array(TX_MAX).fill(undefined);
+  readonly txNameLength = new Uint8Array(TX_MAX);
+  // What one flush hands to sendmmsg: a message per run of datagrams to the same address,
+  // each run sent as one GSO super-datagram (UDP_SEGMENT) that the kernel cuts up again.
+  readonly sendMsgs = new Uint32Array(TX_MAX * MMSG_WORDS);
+  readonly sendControl = new Uint8Array(TX_MAX * GSO_CONTROL);
+  readonly runStart = new Uint16Array(TX_MAX);
+  readonly runLength = new Uint16Array(TX_MAX);
+  readonly txIovBase: number;
+  readonly txAddrBase: number;
+  readonly sendControlBase: number;
+  /** UDP GSO is used until the kernel refuses it once (old kernel, a device without it). */
+  gso = true;
+  txCount = 0;
+  txArenaUsed = 0;
+
+  constructor(fd: number, family: number, label: string) {
+    this.fd = fd;
+    this.family = family;
+    this.label = label;
+    // Each array is large enough to live outside the JavaScript heap, so these addresses stay
+    // valid for the life of the socket (the kernel is handed them on every call).
+    this.rxBase = addressOf(this.rxSlab);
+    this.txArenaBase = addressOf(this.txArena);
+    const rxIovBase = addressOf(this.rxIovs);
+    const rxAddrBase = addressOf(this.rxAddr);
+    for (let i = 0; i < BATCH; i++) {
+      this.rxViews.push(this.rxSlab.subarray(i * SLOT, i * SLOT));
+      const m = i * MMSG_WORDS;
+      writePointer(this.rxMsgs, m + W_NAME, rxAddrBase + i * SOCKADDR_SLOT);
+      this.rxMsgs[m + W_NAMELEN] = SOCKADDR_IN6_SIZE;
+      writePointer(this.rxMsgs, m + W_IOV, rxIovBase + i * IOV_SIZE);
+      this.rxMsgs[m + W_IOVLEN] = 1;
+      writePointer(this.rxIovs, i * 4, this.rxBase + i * SLOT);
+      this.rxIovs[i * 4 + 2] = SLOT;
+    }
+    this.txIovBase = addressOf(this.txIovs);
+    this.txAddrBase = addressOf(this.txAddrWords);
+    this.sendControlBase = addressOf(this.sendControl);
+    const control = new DataView(this.sendControl.buffer);
+    for (let i = 0; i < TX_MAX; i++) {
+      control.setUint32(i * GSO_CONTROL, 18, true); // cmsg_len = CMSG_LEN(2)
+      control.setInt32(i * GSO_CONTROL + 8, SOL_UDP, true);
+      control.setInt32(i * GSO_CONTROL + 12, UDP_SEGMENT, true);
+    }
+  }
+}
+
+interface Waker {
+  wait(): Promise<void>;
+  stop(): void;
+}
+
+// The waker Worker's code, inline so that it needs no file of its own (and works from a
+// `deno compile` binary). It blocks in poll() on the sockets whenever the main thread arms it.
+// control[0]: 0 idle, 1 armed, 2 stop. control[1]: set to 1 when a socket is readable.
+const WAKER_SOURCE = `
+self.onmessage = (event) => {
+  const { path, fds, control } = event.data;
+  const lib = Deno.dlopen(path, { poll: { parameters: ["buffer", "u64", "i32"], result: "i32" } });
+  const ctl = new Int32Array(control);
+  const pollfds = new Uint8Array(8 * fds.length);
+  const view = new DataView(pollfds.buffer);
+  fds.forEach((fd, i) => { view.setInt32(8 * i, fd, true); view.setInt16(8 * i + 4, ${POLLIN}, true); });
+  for (;;) {
+    Atomics.wait(ctl, 0, 0);
+    if (Atomics.load(ctl, 0) === 2) break;
+    // A timeout, so that a stop request is seen even when nothing arrives.
+    const ready = lib.symbols.poll(pollfds, BigInt(fds.length), 250);
+    if (Atomics.load(ctl, 0) === 2) break;
+    if (ready !== 0) {
+      Atomics.store(ctl, 0, 0);
+      Atomics.store(ctl, 1, 1);
+      Atomics.notify(ctl, 1);
+    }
+  }
+  lib.close();
+  self.close();
+};
+`;
+
+function startWaker(path: string, fds: number[]): Waker {
+  const control = new Int32Array(new SharedArrayBuffer(8));
+  const worker = new Worker(
+    `data:application/javascript,${encodeURIComponent(WAKER_SOURCE)}`,
+    { type: "module" },
+  );
+  worker.postMessage({ path, fds, control: control.buffer });
+  return {
+    async wait() {
+      Atomics.store(control, 1, 0);
+      Atomics.store(control, 0, 1);
+      Atomics.notify(control, 0);
+      const result = Atomics.waitAsync(control, 1, 0);
+      if (result.async) await result.value;
+    },
+    stop() {
+      Atomics.store(control, 0, 2);
+      Atomics.notify(control, 0);
+      Atomics.store(control, 1, 1);
+      Atomics.notify(control, 1);
+      // The worker leaves its loop within one poll timeout; terminating it here would leave a
+      // thread blocked in native code, so it closes itself.
+    },
+  };
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Binds the Linux datapath (see the module comment for the binding rules). `libc` comes from
+ * `openLibc()` in io/libc.ts.
+ */
+export function bindLinuxUdp(
+  libc: Libc,
+  addresses: BindAddress[],
+  port: number,
+  logger: Logger,
+  options: LinuxUdpOptions = {},
+): Datapath {
+  const fn = libc.fn;
+  const bufferSize = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+  const sockets: LinuxSocket[] = [];
+  const int = new Int32Array(1);
+  const intBytes = new Uint8Array(int.buffer);
+  const setInt = (fd: number, level: number, name: number, value: number) => {
+    int[0] = value;
+    return fn.setsockopt(fd, level, name, intBytes, 4) === 0;
+  };
+  const getInt = (fd: number, level: number, name: number) => {
+    const length = new Uint32Array([4]);
+    int[0] = 0;
+    fn.getsockopt(fd, level, name, intBytes, new Uint8Array(length.buffer));
+    return int[0];
+  };
+  class Errno extends Error {
+    constructor(readonly code: number, what: string) {
+      super(`${what}: ${libc.describe(code)}`);
+    }
+  }
+  const open = (host: string, p: number, v6Only: boolean) => {
+    const family = host.includes(":") ? AF_INET6 : AF_INET;
+    const fd = fn.socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new Errno(libc.errno(), "socket");
+    try {
+      if (family === AF_INET6 && !setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6Only ? 1 : 0)) {
+        throw new Errno(libc.errno(), "IPV6_V6ONLY");
+      }
+      // Large buffers absorb bursts while the main thread is busy; the privileged variant
+      // ignores net.core.[rw]mem_max, the plain one is capped by it.
+      if (!setInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bufferSize)) {
+        setInt(fd, SOL_SOCKET, SO_RCVBUF, bufferSize);
+      }
+      if (!setInt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bufferSize)) {
+        setInt(fd, SOL_SOCKET, SO_SNDBUF, bufferSize);
+      }
+      const address = new Uint8Array(SOCKADDR_IN6_SIZE);
+      const length = encodeSockaddr(host, p, family, address);
+      if (length === 0) throw new Error(`not an address: ${host}`);
+      if (fn.bind(fd, address, length) !== 0) throw new Errno(libc.errno(), `bind ${host}`);
+      const bound = new Uint32Array([SOCKADDR_IN6_SIZE]);
+      fn.getsockname(fd, address, new Uint8Array(bound.buffer));
+      const boundPort = (address[2] << 8) | address[3];
+      const socket = new LinuxSocket(fd, family, labelOf(host, boundPort));
+      sockets.push(socket);
+      return boundPort;
+    } catch (e) {
+      fn.close(fd);
+      throw e;
+    }
+  };
+  try {
+    if (addresses.length > 0) {
+      const v4Wildcard = addresses.some((a) => a.host === "0.0.0.0");
+      for (const a of addresses) open(a.host, a.port, v4Wildcard);
+    } else {
+      let v4Port = port;
+      try {
+        v4Port = open("::", port, true);
+      } catch (e) {
+        if (!(e instanceof Errno) || e.code === EADDRINUSE) throw e;
+        if (e.code !== EAFNOSUPPORT && e.code !== EADDRNOTAVAIL) throw e;
+        logger.log("warn", `IPv6 unavailable (${e.message}); serving IPv4 only`);
+      }
+      open("0.0.0.0", v4Port, false);
+    }
+  } catch (e) {
+    for (const s of sockets) fn.close(s.fd);
+    if (e instanceof Errno && e.code === EADDRINUSE) {
+      throw new BindError(`UDP port ${port} is already in use (is another wg-bridge running?)`);
+    }
+    throw new BindError(`cannot listen: ${errorText(e)}`);
+  }
+  const buffers = sockets.map((s) =>
+    `${s.label} rcvbuf ${getInt(s.fd, SOL_SOCKET, SO_RCVBUF) >> 10} KiB`
+  );
+  logger.log("debug", `linux datapath: ${buffers.join(", ")}`);
+  return new LinuxUdpDatapath(libc, sockets);
+}
+
+class LinuxUdpDatapath implements Datapath {
+  readonly labels: string[];
+  readonly #libc: Libc;
+  readonly #sockets: LinuxSocket[];
+  readonly #names = new AddressNames();
+  readonly #pollfds: Uint8Array;
+  readonly #pollCount: bigint;
+  #closed = false;
+  #running = false;
+  #waker: Waker | undefined;
+  #debug = false;
+  #logger: Logger | undefined;
+  #relay: Relay | undefined;
+
+  constructor(libc: Libc, sockets: LinuxSocket[]) {
+    this.#libc = libc;
+    this.#sockets = sockets;
+    this.labels = sockets.map((s) => s.label);
+    this.#pollfds = new Uint8Array(8 * sockets.length);
+    this.#pollCount = BigInt(sockets.length);
+    const view = new DataView(this.#pollfds.buffer);
+    sockets.forEach((s, i) => {
+      view.setInt32(8 * i, s.fd, true);
+      view.setInt16(8 * i + 4, POLLIN, true);
+    });
+  }
+
+  async run(relay: Relay, logger: Logger): Promise<void> {
+    if (this.#running) throw new Error("datapath already running");
+    this.#running = true;
+    this.#relay = relay;
+    this.#logger = logger;
+    this.#debug = logger.enabled("debug");
+    const fn = this.#libc.fn;
+    const sockets = this.#sockets;
+    let idleRounds = 0;
+    let yieldedAt = performance.now();
+    try {
+      while (!this.#closed) {
+        let received = 0;
+        for (let i = 0; i < sockets.length; i++) {
+          received += this.#receive(sockets[i], relay);
+        }
+        const events = relay.drainEvents();
+        for (let i = 0; i < events.length; i++) logger.event(events[i]);
+        // The event loop (timers, signals, HTTP) gets a turn at least every YIELD_MS, but never
+        // between a wake-up and the receive it is for: that would add a tick to every
+        // datagram's latency.
+        if (performance.now() - yieldedAt >= YIELD_MS) {
+          await yieldToEventLoop();
+          yieldedAt = performance.now();
+          continue;
+        }
+        if (received > 0) {
+          idleRounds = 0;
+        } else if (idleRounds < IDLE_ROUNDS) {
+          // Nothing queued: wait here for the next datagram, at most POLL_MS. Waking from
+          // poll() takes microseconds, which keeps latency low at moderate rates.
+          if (fn.poll(this.#pollfds, this.#pollCount, POLL_MS) === 0) idleRounds++;
+        } else {
+          // Idle for a while: let the waker Worker wait, and the event loop run freely.
+          this.#waker ??= startWaker(this.#libc.path, sockets.map((s) => s.fd));
+          await this.#waker.wait();
+          yieldedAt = performance.now();
+          idleRounds = 0;
+        }
+      }
+    } finally {
+      this.#waker?.stop();
+      for (const s of sockets) fn.close(s.fd);
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#running) {
+      this.#waker?.stop();
+    } else {
+      for (const s of this.#sockets) this.#libc.fn.close(s.fd);
+    }
+  }
+
+  /** One `recvmmsg` on `s`, a decision per datagram, then the sends. Returns datagrams read. */
+  #receive(s: LinuxSocket, relay: Relay): number {
+    const libc = this.#libc;
+    const n = libc.fn.recvmmsg(s.fd, s.rxMsgs, BATCH, MSG_DONTWAIT, null);
+    if (n <= 0) {
+      if (n < 0) {
+        const errno = libc.errno();
+        if (errno !== EAGAIN && errno !== EINTR) {
+          relay.stats.receiveErrors++;
+          if (this.#debug) this.#log(`receive on ${s.label}: ${libc.describe(errno)}`);
+        }
+      }
+      return 0;
+    }
+    // One clock read per batch: the relay's timers work in milliseconds.
+    const now = performance.now();
+    const names = this.#names;
+    const msgs = s.rxMsgs;
+    const addr = s.rxAddr;
+    for (let i = 0; i < n; i++) {
+      const m = i * MMSG_WORDS;
+      const length = msgs[m + W_LEN];
+      const a = i * SOCKADDR_SLOT;
+      msgs[m + W_NAMELEN] = SOCKADDR_IN6_SIZE;
+      msgs[m + W_FLAGS] = 0;
+      const host = names.nameOf(addr, s.rxAddrWords, a);
+      if (host === undefined) continue;
+      const port = (addr[a + 2] << 8) | addr[a + 3];
+      // A view per slot, kept while datagrams keep their length (traffic mostly repeats a few
+      // sizes), so that the common case allocates nothing.
+      let packet = s.rxViews[i];
+      if (packet.length !== length) {
+        packet = s.rxSlab.subarray(i * SLOT, i * SLOT + length);
+        s.rxViews[i] = packet;
+      }
+      const d = relay.handle(packet, host, port, now, s);
+      if (d.action === "forward") {
+        for (let t = 0; t < d.count; t++) {
+          const target = d.targets[t];
+          this.#queue((target.via as LinuxSocket | undefined) ?? s, s, d.payload, target, -1);
+        }
+      } else if (d.action === "reply") {
+        this.#queue(s, s, d.payload, undefined, i);
+      } else if (this.#debug) {
+        this.#log(`dropped ${length} bytes from ${labelOf(host, port)}: ${d.reason}`);
+      }
+    }
+    for (let i = 0; i < this.#sockets.length; i++) this.#flush(this.#sockets[i]);
+    return n;
+  }
+
+  /**
+   * Queues `payload` on socket `out`, to `target`, or when `replySlot` >= 0 to the source of
+   * receive slot `replySlot` of `from`. A payload inside `from`'s receive slab is sent from
+   * there (it stays put until the flush that follows the batch); any other is copied.
+   */
+  #queue(
+    out: LinuxSocket,
+    from: LinuxSocket,
+    payload: Uint8Array,
+    target: Endpoint | undefined,
+    replySlot: number,
+  ): void {
+    if (out.txCount === TX_MAX) this.#flush(out);
+    const length = payload.length;
+    let pointer: number;
+    if (payload.buffer === from.rxSlab.buffer) {
+      pointer = from.rxBase + payload.byteOffset;
+    } else {
+      if (out.txArenaUsed + length > TX_ARENA) this.#flush(out);
+      if (length > TX_ARENA) return;
+      out.txArena.set(payload, out.txArenaUsed);
+      pointer = out.txArenaBase + out.txArenaUsed;
+      out.txArenaUsed += (length + 7) & ~7;
+    }
+    const i = out.txCount;
+    const words = out.txAddrWords;
+    const w = i * (SOCKADDR_SLOT / 4);
+    let nameLength: number;
+    if (target !== undefined) {
+      let address = target.io as SendAddress | undefined;
+      if (address === undefined) {
+        address = new SendAddress();
+        address.length = encodeSockaddr(
+          target.wireHost,
+          target.port,
+          out.family,
+          new Uint8Array(address.words.buffer),
+        );
+        target.io = address;
+      }
+      if (address.length === 0) return;
+      const source = address.words;
+      for (let k = 0; k < 7; k++) words[w + k] = source[k];
+      nameLength = address.length;
+      out.txDest[i] = address;
+    } else {
+      const source = from.rxAddrWords;
+      const r = replySlot * (SOCKADDR_SLOT / 4);
+      for (let k = 0; k < 7; k++) words[w + k] = source[r + k];
+      nameLength = (source[r] & 0xffff) === AF_INET ? 16 : SOCKADDR_IN6_SIZE;
+      out.txDest[i] = undefined;
+    }
+    out.txNameLength[i] = nameLength;
+    const iov = i * (IOV_SIZE / 4);
+    writePointer(out.txIovs, iov, pointer);
+    out.txIovs[iov + 2] = length;
+    out.txCount = i + 1;
+  }
+
+  /**
+   * Builds the messages for queued datagrams `from..count`: consecutive datagrams to the same
+   * address and of the same length (the last of a run may be shorter) become one message with
+   * an iovec per datagram and UDP_SEGMENT, when GSO is on. Returns the number of messages.
+   */
+  #build(s: LinuxSocket, from: number, count: number): number {
+    const msgs = s.sendMsgs, iovs = s.txIovs, dest = s.txDest;
+    let m = 0;
+    for (let i = from; i < count;) {
+      const length = iovs[i * 4 + 2];
+      let k = 1;
+      const to = dest[i];
+      if (s.gso && to !== undefined) {
+        let total = length;
+        while (i + k < count && k < GSO_MAX_SEGMENTS && dest[i + k] === to) {
+          const next = iovs[(i + k) * 4 + 2];
+          if (next > length || next === 0 || total + next > GSO_MAX_BYTES) break;
+          total += next;
+          k++;
+          if (next < length) break; // only the last segment may be shorter
+        }
+      }
+      const w = m * MMSG_WORDS;
+      writePointer(msgs, w + W_NAME, s.txAddrBase + i * SOCKADDR_SLOT);
+      msgs[w + W_NAMELEN] = s.txNameLength[i];
+      writePointer(msgs, w + W_IOV, s.txIovBase + i * IOV_SIZE);
+      msgs[w + W_IOVLEN] = k;
+      if (k > 1) {
+        writePointer(msgs, w + W_CONTROL, s.sendControlBase + m * GSO_CONTROL);
+        msgs[w + W_CONTROLLEN] = GSO_CONTROL;
+        const c = m * GSO_CONTROL + 16;
+        s.sendControl[c] = length & 0xff;
+        s.sendControl[c + 1] = length >> 8;
+      } else {
+        writePointer(msgs, w + W_CONTROL, 0);
+        msgs[w + W_CONTROLLEN] = 0;
+      }
+      s.runStart[m] = i;
+      s.runLength[m] = k;
+      m++;
+      i += k;
+    }
+    return m;
+  }
+
+  /** Sends everything queued on `s`; a datagram the kernel refuses is counted and skipped. */
+  #flush(s: LinuxSocket): void {
+    const count = s.txCount;
+    if (count === 0) return;
+    const libc = this.#libc;
+    let total = this.#build(s, 0, count);
+    let sent = 0;
+    while (sent < total) {
+      const view = sent === 0 ? s.sendMsgs : s.sendMsgs.subarray(sent * MMSG_WORDS);
+      const n = libc.fn.sendmmsg(s.fd, view, total - sent, MSG_DONTWAIT);
+      if (n > 0) {
+        sent += n;
+        continue;
+      }
+      const errno = libc.errno();
+      if (n < 0 && errno === EINTR) continue;
+      const start = s.runStart[sent], length = s.runLength[sent];
+      if (length > 1 && errno !== EAGAIN && errno !== ENOBUFS) {
+        if (errno === EIO || errno === ENOPROTOOPT || errno === EOPNOTSUPP) {
+          // The kernel or the outgoing device does not do UDP GSO: one by one from now on.
+          s.gso = false;
+          if (this.#debug) this.#log(`UDP GSO off on ${s.label}: ${libc.describe(errno)}`);
+        } else {
+          // Refused for this destination (e.g. segments larger than its route's MTU, which a
+          // plain send would fragment): send this run one by one, keep GSO for the rest.
+          for (let i = start; i < start + length; i++) s.txDest[i] = undefined;
+        }
+        total = this.#build(s, start, count);
+        sent = 0;
+        continue;
+      }
+      // Full send buffer (EAGAIN/ENOBUFS) or an unreachable address: drop these datagrams, as
+      // a router would, and carry on with the rest.
+      if (this.#relay) this.#relay.stats.drops["send-failed"] += length;
+      if (this.#debug) this.#log(`send on ${s.label} failed: ${libc.describe(errno)}`);
+      sent++;
+    }
+    s.txCount = 0;
+    s.txArenaUsed = 0;
+  }
+
+  #log(message: string): void {
+    this.#logger?.log("debug", message);
+  }
+}
