@@ -93,6 +93,8 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
   );
   const random = (bytes: Uint8Array) => crypto.getRandomValues(bytes);
   const relay = new Relay(loaded.registry, random, startedAt, options.relay);
+  // Events exist only to be logged; below info nothing logs them, so none are made.
+  relay.recordEvents = logger.enabled("info");
   let datapath;
   try {
     datapath = bindDatapath(options.datapath, options.listen, options.port, logger);
@@ -129,7 +131,7 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
           buildStatus({
             version: VERSION,
             registry: relay.registry,
-            sessions: relay.table.sessions(),
+            sessions: relay.table.list(),
             pending: relay.table.pendingCount,
             now: performance.now(),
             wallTime: new Date(),

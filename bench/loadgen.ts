@@ -20,7 +20,8 @@
  *       handshakes, then transport packets both ways over every session for --duration s;
  *   --handshakes-only   handshakes back to back for --duration s, completions per second;
  *   --raw               no handshakes: transport packets to the address (for a sink);
- *   --sink PORT         receive and count for --duration s (shows what the generator offers).
+ *   --sink PORT         receive and count for --duration s (shows what the generator offers);
+ *   --bind ADDR         source address of every socket (e.g. 127.0.0.7).
  *
  * Run: deno run --allow-ffi --allow-read bench/loadgen.ts --relay 127.0.0.1:51820 --keys K.txt
  *
@@ -73,6 +74,8 @@ interface Config {
   handshakesOnly: boolean;
   hsTimeout: number;
   raw: boolean;
+  /** Source address for every socket (each run its own, so no port of an earlier run recurs). */
+  bind: string | undefined;
 }
 
 const lib = loadLibc();
@@ -115,6 +118,8 @@ interface Pair {
   a: Side;
   b: Side;
   state: "reg" | "wait" | "done" | "failed";
+  /** The next initiation from A is a retry (B re-registered first). */
+  retrying: boolean;
   attempts: number;
   tNext: number;
   hsStart: number;
@@ -215,6 +220,7 @@ function startAttempt(p: Pair, now: number, first: boolean): void {
 }
 
 function startHandshake(p: Pair, now: number): void {
+  p.retrying = false;
   sendInitiation(p.b, now);
   p.state = "reg";
   p.tNext = now + REG_SETTLE_NS;
@@ -229,16 +235,21 @@ let hsPerSecond: number[] = [];
 
 function pairTimers(p: Pair, now: number): void {
   if (p.state === "reg" && now >= p.tNext) {
-    startAttempt(p, now, true);
+    startAttempt(p, now, !p.retrying);
   } else if (p.state === "wait" && now >= p.tNext) {
     if (p.attempts >= MAX_RETRIES) {
       p.failed++;
+      p.retrying = false;
       if (cfg.handshakesOnly && !stopping) startHandshake(p, now);
       else p.state = "failed";
       return;
     }
+    // Re-register B first and give that a moment, as on the first attempt: sent at the same
+    // time, A's initiation could reach the relay before B is known there.
     sendInitiation(p.b, now);
-    startAttempt(p, now, false);
+    p.retrying = true;
+    p.state = "reg";
+    p.tNext = now + REG_SETTLE_NS;
   }
   if (cfg.handshakesOnly && p.state !== "failed" && now - p.b.regAt >= REREG_NS) {
     sendInitiation(p.b, now);
@@ -310,6 +321,7 @@ function handleHandshake(s: Side, buf: Uint8Array, len: number, now: number): vo
       keepalive.set([4, 0, 0, 0]);
       writeU32(keepalive, 4, snd);
       fn.send(p.a.fd, keepalive, 32n, C.MSG_DONTWAIT);
+      p.retrying = false;
       if (!stopping && ((cfg.handshakesOnly && hsT0 > 0) || p.sessions < cfg.sessionsPerPair)) {
         startAttempt(p, now, true);
       } else {
@@ -408,7 +420,7 @@ function prepareTx(size: number): void {
   }
 }
 
-function txBurst(s: Side, perSide: number, now: number, sec: number, nsec: number): void {
+function txBurst(s: Side, perSide: number, now: number): void {
   let n = BATCH;
   if (perSide > 0) {
     s.tokens = Math.min(2 * BATCH, s.tokens + (now - s.last) * perSide / NS);
@@ -416,6 +428,8 @@ function txBurst(s: Side, perSide: number, now: number, sec: number, nsec: numbe
   }
   s.last = now;
   if (n <= 0 || s.remote.length === 0) return;
+  // The send time, read per burst (not per round) so that it is close to the sendmmsg.
+  const [sec, nsec] = clock.real();
   const size = cfg.size;
   for (let i = 0; i < n; i++) {
     const at = i * size;
@@ -447,6 +461,12 @@ function openSocket(target: string, id: number): number {
   if (fd < 0) throw new Error(`socket: errno ${lib.errno()} (raise the open files limit?)`);
   setBuffers(fn, fd, SOCKET_BUFFER);
   setIntOption(fn, fd, C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1);
+  if (cfg.bind) {
+    const local = sockaddr(to.family === C.AF_INET6 ? `[${cfg.bind}]:0` : `${cfg.bind}:0`);
+    if (fn.bind(fd, local.bytes, local.length) !== 0) {
+      throw new Error(`bind ${cfg.bind}: errno ${lib.errno()}`);
+    }
+  }
   if (fn.connect(fd, to.bytes, to.length) !== 0) throw new Error(`connect: errno ${lib.errno()}`);
   const ev = new Uint8Array(12);
   const v = new DataView(ev.buffer);
@@ -538,8 +558,7 @@ function dataPhase(active: Side[]): number {
   for (;;) {
     const now = clock.mono();
     if (now >= end) break;
-    const [sec, nsec] = clock.real();
-    for (const s of active) txBurst(s, perSide, now, sec, nsec);
+    for (const s of active) txBurst(s, perSide, now);
     pollRx(idle ? 1 : 0, true);
   }
   const elapsed = clock.mono() - t0;
@@ -609,6 +628,7 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
       "hs-timeout": { type: "string", default: "8" },
       raw: { type: "boolean", default: false },
       sink: { type: "string" },
+      bind: { type: "string" },
       json: { type: "boolean", default: true },
     },
   });
@@ -640,6 +660,7 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
     handshakesOnly: values["handshakes-only"],
     hsTimeout: Number(values["hs-timeout"]),
     raw: values.raw,
+    bind: values.bind,
   };
 }
 
@@ -671,6 +692,7 @@ function main(): void {
       a,
       b,
       state: "reg",
+      retrying: false,
       attempts: 0,
       tNext: 0,
       hsStart: 0,

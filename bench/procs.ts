@@ -189,6 +189,14 @@ export async function startReference(): Promise<{ service: Service; port: number
   return { service, port };
 }
 
+let sourceCount = 0;
+
+/** A loopback address not used by an earlier run: 127.1.x.y. */
+function nextSourceAddress(): string {
+  sourceCount++;
+  return `127.1.${(sourceCount >> 8) & 255}.${sourceCount & 255}`;
+}
+
 /** Runs the load generator with `args` (plus --keys when given), bounded; returns its JSON. */
 export async function loadgen(
   args: string[],
@@ -196,7 +204,10 @@ export async function loadgen(
   dir: string,
   timeoutMs: number,
 ): Promise<Record<string, unknown>> {
+  // Each run speaks from an address of its own: a bridge remembers which key lives at which
+  // address:port, and a port of an earlier run coming back as another peer would meet that.
   const argv = ["run", "--allow-ffi", `--allow-read=${dir}`, LOADGEN, ...args];
+  if (!args.includes("--raw")) argv.push("--bind", nextSourceAddress());
   if (keys) {
     const file = `${dir}/keys-${crypto.randomUUID()}.txt`;
     await Deno.writeTextFile(file, keys.join("\n") + "\n");

@@ -54,7 +54,7 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
     args: ["cache", new URL("main.ts", ROOT).pathname],
     cwd: ROOT,
   }).output();
-  const seconds = 5, rounds = 2;
+  const seconds = 5, rounds = 3;
   const results: Record<string, number[]> = { direct: [], reference: [], bridge: [] };
   await withLab("bench", 300_000, async (lab: Lab) => {
     const br = await lab.namespace("br");
@@ -124,15 +124,17 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
       : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
   };
   const bridge = median(results.bridge), reference = median(results.reference);
+  // Rounds alternate; each round's pair of runs shares the machine's load.
+  const ratio = median(results.bridge.map((b, i) => b / results.reference[i]));
   return {
     target: "2 tunnel: iperf3 TCP, wireguard-go peers",
     unit: "Mbit/s",
     bridge,
     reference,
     referenceName: "reference relay",
-    ratio: reference > 0 ? bridge / reference : 0,
+    ratio,
     goal: ">= 0.95",
-    met: reference > 0 && bridge / reference >= 0.95,
+    met: ratio >= 0.95,
     detail: { ...results, directMedian: median(results.direct) },
   };
 }

@@ -5,7 +5,7 @@
  * batching and no socket-buffer sizes; on a 2-core machine that caps the bridge near 60-75k
  * packets/s where a minimal C relay does 300k+. Here one `recvmmsg` takes up to {@link BATCH}
  * datagrams into fixed slots, the relay decides on each in place (nothing is copied or
- * allocated per datagram), and one `sendmmsg` per socket sends the lot. Consecutive datagrams
+ * built per datagram), and one `sendmmsg` per socket sends the lot. Consecutive datagrams
  * to the same address and of the same size leave as one UDP GSO send (`UDP_SEGMENT`), which
  * the kernel cuts back into the original datagrams: a bulk flow then costs one pass through the
  * IP stack per run instead of per datagram. (BENCHMARKS.md has the numbers.)

@@ -33,32 +33,19 @@ const SIGMA = new Uint8Array([
 /** The block size of BLAKE2s in bytes. */
 export const BLAKE2S_BLOCK_SIZE = 64;
 
-// Scratch space shared by every instance: JavaScript runs one compression at a time.
-const v = new Uint32Array(16);
-const m = new Uint32Array(16);
+// Message words of the block being compressed (int32). JavaScript runs one compression at a
+// time, so one scratch array serves every instance.
+const m = new Int32Array(16);
 const tail = new Uint8Array(BLAKE2S_BLOCK_SIZE);
 
-function g(a: number, b: number, c: number, d: number, x: number, y: number): void {
-  let va = v[a], vb = v[b], vc = v[c], vd = v[d];
-  va = (va + vb + x) | 0;
-  vd ^= va;
-  vd = (vd >>> 16) | (vd << 16);
-  vc = (vc + vd) | 0;
-  vb ^= vc;
-  vb = (vb >>> 12) | (vb << 20);
-  va = (va + vb + y) | 0;
-  vd ^= va;
-  vd = (vd >>> 8) | (vd << 24);
-  vc = (vc + vd) | 0;
-  vb ^= vc;
-  vb = (vb >>> 7) | (vb << 25);
-  v[a] = va;
-  v[b] = vb;
-  v[c] = vc;
-  v[d] = vd;
-}
-
-/** Compresses one 64-byte block at `offset` into `h`; `counter` counts bytes so far. */
+/**
+ * Compresses one 64-byte block at `offset` into `h`; `counter` counts bytes so far.
+ *
+ * The working vector lives in sixteen local int32 variables and G is written out in place:
+ * with no calls and no typed-array round trips in the rounds, the optimizing compiler keeps
+ * everything in registers, and no number is ever boxed (a call with a 32-bit argument above
+ * 2^30 would allocate one). That makes a mac1 check allocation-free and several times faster.
+ */
 function compress(
   h: Uint32Array,
   block: Uint8Array,
@@ -70,24 +57,119 @@ function compress(
     const o = offset + 4 * i;
     m[i] = block[o] | (block[o + 1] << 8) | (block[o + 2] << 16) | (block[o + 3] << 24);
   }
-  for (let i = 0; i < 8; i++) {
-    v[i] = h[i];
-    v[i + 8] = IV[i];
-  }
-  v[12] ^= counter;
-  v[13] ^= Math.floor(counter / 0x100000000);
-  if (last) v[14] = ~v[14];
+  let v0 = h[0] | 0, v1 = h[1] | 0, v2 = h[2] | 0, v3 = h[3] | 0;
+  let v4 = h[4] | 0, v5 = h[5] | 0, v6 = h[6] | 0, v7 = h[7] | 0;
+  let v8 = IV[0] | 0, v9 = IV[1] | 0, v10 = IV[2] | 0, v11 = IV[3] | 0;
+  let v12 = (IV[4] ^ counter) | 0;
+  let v13 = (IV[5] ^ Math.floor(counter / 0x100000000)) | 0;
+  let v14 = last ? ~IV[6] : IV[6] | 0;
+  let v15 = IV[7] | 0;
   for (let r = 0; r < 160; r += 16) {
-    g(0, 4, 8, 12, m[SIGMA[r]], m[SIGMA[r + 1]]);
-    g(1, 5, 9, 13, m[SIGMA[r + 2]], m[SIGMA[r + 3]]);
-    g(2, 6, 10, 14, m[SIGMA[r + 4]], m[SIGMA[r + 5]]);
-    g(3, 7, 11, 15, m[SIGMA[r + 6]], m[SIGMA[r + 7]]);
-    g(0, 5, 10, 15, m[SIGMA[r + 8]], m[SIGMA[r + 9]]);
-    g(1, 6, 11, 12, m[SIGMA[r + 10]], m[SIGMA[r + 11]]);
-    g(2, 7, 8, 13, m[SIGMA[r + 12]], m[SIGMA[r + 13]]);
-    g(3, 4, 9, 14, m[SIGMA[r + 14]], m[SIGMA[r + 15]]);
+    v0 = (v0 + v4 + m[SIGMA[r + 0]]) | 0;
+    v12 ^= v0;
+    v12 = (v12 >>> 16) | (v12 << 16);
+    v8 = (v8 + v12) | 0;
+    v4 ^= v8;
+    v4 = (v4 >>> 12) | (v4 << 20);
+    v0 = (v0 + v4 + m[SIGMA[r + 1]]) | 0;
+    v12 ^= v0;
+    v12 = (v12 >>> 8) | (v12 << 24);
+    v8 = (v8 + v12) | 0;
+    v4 ^= v8;
+    v4 = (v4 >>> 7) | (v4 << 25);
+    v1 = (v1 + v5 + m[SIGMA[r + 2]]) | 0;
+    v13 ^= v1;
+    v13 = (v13 >>> 16) | (v13 << 16);
+    v9 = (v9 + v13) | 0;
+    v5 ^= v9;
+    v5 = (v5 >>> 12) | (v5 << 20);
+    v1 = (v1 + v5 + m[SIGMA[r + 3]]) | 0;
+    v13 ^= v1;
+    v13 = (v13 >>> 8) | (v13 << 24);
+    v9 = (v9 + v13) | 0;
+    v5 ^= v9;
+    v5 = (v5 >>> 7) | (v5 << 25);
+    v2 = (v2 + v6 + m[SIGMA[r + 4]]) | 0;
+    v14 ^= v2;
+    v14 = (v14 >>> 16) | (v14 << 16);
+    v10 = (v10 + v14) | 0;
+    v6 ^= v10;
+    v6 = (v6 >>> 12) | (v6 << 20);
+    v2 = (v2 + v6 + m[SIGMA[r + 5]]) | 0;
+    v14 ^= v2;
+    v14 = (v14 >>> 8) | (v14 << 24);
+    v10 = (v10 + v14) | 0;
+    v6 ^= v10;
+    v6 = (v6 >>> 7) | (v6 << 25);
+    v3 = (v3 + v7 + m[SIGMA[r + 6]]) | 0;
+    v15 ^= v3;
+    v15 = (v15 >>> 16) | (v15 << 16);
+    v11 = (v11 + v15) | 0;
+    v7 ^= v11;
+    v7 = (v7 >>> 12) | (v7 << 20);
+    v3 = (v3 + v7 + m[SIGMA[r + 7]]) | 0;
+    v15 ^= v3;
+    v15 = (v15 >>> 8) | (v15 << 24);
+    v11 = (v11 + v15) | 0;
+    v7 ^= v11;
+    v7 = (v7 >>> 7) | (v7 << 25);
+    v0 = (v0 + v5 + m[SIGMA[r + 8]]) | 0;
+    v15 ^= v0;
+    v15 = (v15 >>> 16) | (v15 << 16);
+    v10 = (v10 + v15) | 0;
+    v5 ^= v10;
+    v5 = (v5 >>> 12) | (v5 << 20);
+    v0 = (v0 + v5 + m[SIGMA[r + 9]]) | 0;
+    v15 ^= v0;
+    v15 = (v15 >>> 8) | (v15 << 24);
+    v10 = (v10 + v15) | 0;
+    v5 ^= v10;
+    v5 = (v5 >>> 7) | (v5 << 25);
+    v1 = (v1 + v6 + m[SIGMA[r + 10]]) | 0;
+    v12 ^= v1;
+    v12 = (v12 >>> 16) | (v12 << 16);
+    v11 = (v11 + v12) | 0;
+    v6 ^= v11;
+    v6 = (v6 >>> 12) | (v6 << 20);
+    v1 = (v1 + v6 + m[SIGMA[r + 11]]) | 0;
+    v12 ^= v1;
+    v12 = (v12 >>> 8) | (v12 << 24);
+    v11 = (v11 + v12) | 0;
+    v6 ^= v11;
+    v6 = (v6 >>> 7) | (v6 << 25);
+    v2 = (v2 + v7 + m[SIGMA[r + 12]]) | 0;
+    v13 ^= v2;
+    v13 = (v13 >>> 16) | (v13 << 16);
+    v8 = (v8 + v13) | 0;
+    v7 ^= v8;
+    v7 = (v7 >>> 12) | (v7 << 20);
+    v2 = (v2 + v7 + m[SIGMA[r + 13]]) | 0;
+    v13 ^= v2;
+    v13 = (v13 >>> 8) | (v13 << 24);
+    v8 = (v8 + v13) | 0;
+    v7 ^= v8;
+    v7 = (v7 >>> 7) | (v7 << 25);
+    v3 = (v3 + v4 + m[SIGMA[r + 14]]) | 0;
+    v14 ^= v3;
+    v14 = (v14 >>> 16) | (v14 << 16);
+    v9 = (v9 + v14) | 0;
+    v4 ^= v9;
+    v4 = (v4 >>> 12) | (v4 << 20);
+    v3 = (v3 + v4 + m[SIGMA[r + 15]]) | 0;
+    v14 ^= v3;
+    v14 = (v14 >>> 8) | (v14 << 24);
+    v9 = (v9 + v14) | 0;
+    v4 ^= v9;
+    v4 = (v4 >>> 7) | (v4 << 25);
   }
-  for (let i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+  h[0] ^= v0 ^ v8;
+  h[1] ^= v1 ^ v9;
+  h[2] ^= v2 ^ v10;
+  h[3] ^= v3 ^ v11;
+  h[4] ^= v4 ^ v12;
+  h[5] ^= v5 ^ v13;
+  h[6] ^= v6 ^ v14;
+  h[7] ^= v7 ^ v15;
 }
 
 /**

@@ -25,7 +25,7 @@ import type { PeerKey } from "./keys.ts";
 import { mac1Offset } from "./mac.ts";
 import { readU32 } from "./messages.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { describeSide, type RelayDecision, type RelayState } from "./relay_state.ts";
+import { describeSideOf, type RelayDecision, type RelayState } from "./relay_state.ts";
 import type { DropReason } from "./stats.ts";
 
 /** The rate-limit key of an address the table does not hold. */
@@ -138,14 +138,16 @@ function forwardInitiation(
   d.count = count;
   d.action = "forward";
   state.stats.handshakesForwarded++;
-  state.events.push({
-    type: "handshake-forwarded",
-    index: pending.index,
-    from: formatEndpoint(initiator),
-    target: target.name,
-    copies: count,
-    directed,
-  });
+  if (state.recordEvents) {
+    state.events.push({
+      type: "handshake-forwarded",
+      index: pending.index,
+      from: formatEndpoint(initiator),
+      target: target.name,
+      copies: count,
+      directed,
+    });
+  }
   return d;
 }
 
@@ -166,11 +168,13 @@ function challenge(
   state.stats.cookiesSent++;
   state.stats.txPackets[MESSAGE_COOKIE_REPLY_TYPE]++;
   state.stats.txBytes[MESSAGE_COOKIE_REPLY_TYPE] += MESSAGE_COOKIE_REPLY_SIZE;
-  state.events.push({
-    type: "cookie-sent",
-    to: formatEndpoint({ host: normalizeHost(host), port }),
-    target: target.name,
-  });
+  if (state.recordEvents) {
+    state.events.push({
+      type: "cookie-sent",
+      to: formatEndpoint({ host: normalizeHost(host), port }),
+      target: target.name,
+    });
+  }
   return d;
 }
 
@@ -201,16 +205,24 @@ export function relayResponse(
   if (initiatorKey === undefined) return state.drop("no-shared-group");
   remember(state, packet, now);
   checkOurMac2(state, packet, host, port, now);
-  const linked = state.table.link(pending, responderIndex, source, initiatorKey, now);
-  if (linked.evicted) state.ended(linked.evicted, "evicted");
+  const slot = state.table.linkSlot(
+    pending,
+    responderIndex,
+    source,
+    initiatorKey,
+    now,
+    (evicted) => state.ended(evicted, "evicted"),
+  );
   state.prove(source, now);
   state.directory.learn(pending.target, source, now);
   state.stats.sessionsLinked++;
-  state.events.push({
-    type: "session-linked",
-    initiator: describeSide(linked.session.initiator),
-    responder: describeSide(linked.session.responder),
-  });
+  if (state.recordEvents) {
+    state.events.push({
+      type: "session-linked",
+      initiator: describeSideOf(state.table, state.table.initiatorOf(slot)),
+      responder: describeSideOf(state.table, state.table.responderOf(slot)),
+    });
+  }
   return state.forward(MESSAGE_RESPONSE_TYPE, pending.initiator);
 }
 
@@ -237,8 +249,9 @@ export function relayCookieReply(
     }
     return state.forward(MESSAGE_COOKIE_REPLY_TYPE, pending.initiator);
   }
-  const side = state.table.side(receiver);
-  if (side === undefined || side.session.expiresAt < now) return state.drop("unknown-index");
-  if (source !== side.other.endpoint) return state.drop("unexpected-source");
-  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, side.endpoint);
+  const table = state.table;
+  const side = table.sideOf(receiver);
+  if (side < 0 || table.expiresAt(table.slotOf(side)) < now) return state.drop("unknown-index");
+  if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
+  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, table.endpointOf(side));
 }

@@ -118,6 +118,18 @@ export class Relay {
     }
   }
 
+  /**
+   * Whether the relay queues events (default true). Turn it off when nothing would log them
+   * (log level warn or error): handshakes then leave much less garbage behind.
+   */
+  get recordEvents(): boolean {
+    return this.#state.recordEvents;
+  }
+
+  set recordEvents(on: boolean) {
+    this.#state.recordEvents = on;
+  }
+
   /** Takes the events queued since the last call. */
   drainEvents(): RelayEvent[] {
     const state = this.#state;
@@ -158,7 +170,7 @@ export class Relay {
       endpoint.lastNamedKeyId = -1;
     });
     state.useRegistry(registry, now);
-    const sessions = state.table.sessions();
+    const sessions = state.table.list();
     for (const session of sessions) {
       state.directory.learn(session.responder.key, session.responder.endpoint, now);
       if (session.confirmed) {

@@ -85,6 +85,15 @@ export function describeSide(side: SessionSide) {
   return { index: side.index, key: side.key.name, endpoint: formatEndpoint(side.endpoint) };
 }
 
+/** {@link describeSide} for a side of the table by number (builds no session objects). */
+export function describeSideOf(table: IndexTable, side: number) {
+  return {
+    index: table.indexOf(side),
+    key: table.keyOf(side).name,
+    endpoint: formatEndpoint(table.endpointOf(side)),
+  };
+}
+
 /** Everything the relay's rules read and change. */
 export class RelayState {
   /** The limits in force. */
@@ -117,6 +126,11 @@ export class RelayState {
   readonly cookieReply = new Uint8Array(MESSAGE_COOKIE_REPLY_SIZE);
   /** Events queued for the caller. */
   events: RelayEvent[] = [];
+  /**
+   * Whether to queue events at all. Each costs a few objects and strings; a bridge that logs
+   * none of them (warn level and above) turns this off and handles handshakes with less garbage.
+   */
+  recordEvents = true;
   /** The socket the current packet came in on. */
   via: unknown = undefined;
 
@@ -125,7 +139,10 @@ export class RelayState {
     const o = options;
     this.options = o;
     this.registry = registry;
-    this.table = new IndexTable(o);
+    // The index hash is keyed so that nobody can choose indices that pile up in it.
+    const seed = new Uint32Array(1);
+    random(new Uint8Array(seed.buffer));
+    this.table = new IndexTable(o, seed[0]);
     this.endpoints = new EndpointTable(2 * o.maxSessions + 4 * o.maxPending + registry.keys.length);
     this.directory = new KeyDirectory(registry, Math.max(16, 2 * o.maxBroadcast));
     this.matcher = new KeyMatcher(registry, this.directory, this.stats, o.scanBudget, now);
@@ -181,12 +198,14 @@ export class RelayState {
   /** Queues the end of a session. */
   ended(session: Session, why: SessionEnd): void {
     this.stats.sessionsExpired++;
-    this.events.push({
-      type: "session-expired",
-      initiator: describeSide(session.initiator),
-      responder: describeSide(session.responder),
-      why,
-    });
+    if (this.recordEvents) {
+      this.events.push({
+        type: "session-expired",
+        initiator: describeSide(session.initiator),
+        responder: describeSide(session.responder),
+        why,
+      });
+    }
   }
 
   /** The endpoint for the current packet's source, created if needed (undefined when full). */

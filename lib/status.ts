@@ -92,7 +92,7 @@ export interface StatusInput {
   version: string;
   /** The configured keys and groups. */
   registry: KeyRegistry;
-  /** Live sessions (from `IndexTable.sessions()`). */
+  /** Live sessions (from `IndexTable.list()` or `IndexTable.sessions()`). */
   sessions: Session[];
   /** Pending handshakes. */
   pending: number;

@@ -10,9 +10,13 @@
 
 import { MESSAGE_TRANSPORT_TYPE, OFFSET_COUNTER, OFFSET_RECEIVER_INDEX } from "./constants.ts";
 import { formatEndpoint, normalizeHost } from "./endpoints.ts";
-import type { Session, SessionSide } from "./index_table.ts";
 import { readU32 } from "./messages.ts";
-import { describeSide, PROOF_TTL_MS, type RelayDecision, type RelayState } from "./relay_state.ts";
+import {
+  describeSideOf,
+  PROOF_TTL_MS,
+  type RelayDecision,
+  type RelayState,
+} from "./relay_state.ts";
 import type { DropReason } from "./stats.ts";
 
 /**
@@ -22,13 +26,6 @@ import type { DropReason } from "./stats.ts";
  */
 export const ROAM_WINDOW = 2 ** 24;
 
-/** How far a packet's counter is ahead of the highest seen from `from` (may be negative). */
-function counterAhead(from: SessionSide, packet: Uint8Array): number {
-  const low = readU32(packet, OFFSET_COUNTER);
-  const high = readU32(packet, OFFSET_COUNTER + 4);
-  return (high - from.counterHigh) * 0x100000000 + (low - from.counterLow);
-}
-
 /** Forwards a transport packet to the other side of its session. */
 export function relayTransport(
   state: RelayState,
@@ -37,37 +34,37 @@ export function relayTransport(
   port: number,
   now: number,
 ): RelayDecision {
-  const side = state.table.side(readU32(packet, OFFSET_RECEIVER_INDEX));
-  if (side === undefined || side.session.expiresAt < now) return state.drop("unknown-index");
-  const from = side.other;
-  const session = side.session;
-  const expected = from.endpoint;
+  const table = state.table;
+  const side = table.sideOf(readU32(packet, OFFSET_RECEIVER_INDEX));
+  if (side < 0) return state.drop("unknown-index");
+  const slot = table.slotOf(side);
+  if (table.expiresAt(slot) < now) return state.drop("unknown-index");
+  const from = table.otherOf(side);
+  const expected = table.endpointOf(from);
+  const low = readU32(packet, OFFSET_COUNTER);
+  const high = readU32(packet, OFFSET_COUNTER + 4);
   if (expected.port !== port || expected.wireHost !== host) {
     if (expected.port !== port || normalizeHost(host) !== expected.host) {
-      const refused = roam(state, from, packet, host, port, now);
+      const refused = roam(state, from, low, high, host, port, now);
       if (refused !== undefined) return state.drop(refused);
     }
   }
-  const ahead = counterAhead(from, packet);
+  const ahead = table.counterAhead(from, low, high);
   // Only small steps forward are tracked: a spoofed packet with a huge counter from the
   // expected address must not push the mark out of the real peer's reach.
-  if (ahead > 0 && ahead <= ROAM_WINDOW) {
-    from.counterLow = readU32(packet, OFFSET_COUNTER);
-    from.counterHigh = readU32(packet, OFFSET_COUNTER + 4);
-  }
-  if (!session.confirmed) {
+  if (ahead > 0 && ahead <= ROAM_WINDOW) table.setCounter(from, low, high);
+  if (!table.isConfirmed(slot)) {
     // Until the initiator speaks from its address, that address is unproven: nothing may be
     // sent to it but the response it asked for. A WireGuard responder waits for this too.
-    if (from !== session.initiator) return state.drop("unexpected-source");
-    if (!confirm(state, session, now)) return state.drop("table-full");
+    if (!table.isInitiator(from)) return state.drop("unexpected-source");
+    if (!confirm(state, slot, now)) return state.drop("table-full");
   }
   // The packet carries an index that only this address was given: it receives there.
-  from.endpoint.provenUntil = now + PROOF_TTL_MS;
-  from.packets++;
-  from.bytes += packet.length;
-  from.lastSeen = now;
-  state.directory.touch(from.key, from.endpoint, now);
-  return state.forward(MESSAGE_TRANSPORT_TYPE, side.endpoint);
+  const source = table.endpointOf(from);
+  source.provenUntil = now + PROOF_TTL_MS;
+  table.countPacket(from, packet.length, now);
+  state.directory.touch(table.keyOf(from), source, now);
+  return state.forward(MESSAGE_TRANSPORT_TYPE, table.endpointOf(side));
 }
 
 /**
@@ -77,46 +74,57 @@ export function relayTransport(
  */
 function roam(
   state: RelayState,
-  from: SessionSide,
-  packet: Uint8Array,
+  from: number,
+  low: number,
+  high: number,
   host: string,
   port: number,
   now: number,
 ): DropReason | undefined {
-  const ahead = counterAhead(from, packet);
-  if (!from.session.confirmed || ahead <= 0 || ahead > ROAM_WINDOW) return "unexpected-source";
+  const table = state.table;
+  const slot = table.slotOf(from);
+  const ahead = table.counterAhead(from, low, high);
+  if (!table.isConfirmed(slot) || ahead <= 0 || ahead > ROAM_WINDOW) return "unexpected-source";
   const endpoint = state.internSource(host, port, now);
   if (endpoint === undefined) return "table-full";
-  if (endpoint === from.other.endpoint) return "self-link";
-  const previous = from.endpoint;
-  from.endpoint = endpoint;
-  endpoint.keepUntil = Math.max(endpoint.keepUntil, from.session.expiresAt);
+  if (endpoint === table.endpointOf(table.otherOf(from))) return "self-link";
+  const previous = table.endpointOf(from);
+  table.setEndpoint(from, endpoint);
+  endpoint.keepUntil = Math.max(endpoint.keepUntil, table.expiresAt(slot));
   // The key's location follows only a side that was at that location: a session someone
   // forged between two addresses of their own cannot carry a real peer's location away.
-  const wasLocation = state.directory.locatedAt(from.key) === previous;
-  state.directory.learn(from.key, endpoint, now, wasLocation);
+  const key = table.keyOf(from);
+  const wasLocation = state.directory.locatedAt(key) === previous;
+  state.directory.learn(key, endpoint, now, wasLocation);
   state.stats.roams++;
-  state.events.push({
-    type: "session-roamed",
-    side: describeSide(from),
-    from: formatEndpoint(previous),
-  });
+  if (state.recordEvents) {
+    state.events.push({
+      type: "session-roamed",
+      side: describeSideOf(table, from),
+      from: formatEndpoint(previous),
+    });
+  }
   return undefined;
 }
 
 /** Promotes a session on its initiator's first packet; false when the session table is full. */
-function confirm(state: RelayState, session: Session, now: number): boolean {
-  if (!state.table.confirm(session, now)) {
-    state.table.remove(session);
+function confirm(state: RelayState, slot: number, now: number): boolean {
+  const table = state.table;
+  if (!table.confirm(slot, now)) {
+    const session = table.snapshot(slot);
+    table.removeSlot(slot);
     state.ended(session, "evicted");
     return false;
   }
-  state.directory.learn(session.initiator.key, session.initiator.endpoint, now);
+  const initiator = table.initiatorOf(slot);
+  state.directory.learn(table.keyOf(initiator), table.endpointOf(initiator), now);
   state.stats.sessionsEstablished++;
-  state.events.push({
-    type: "session-established",
-    initiator: describeSide(session.initiator),
-    responder: describeSide(session.responder),
-  });
+  if (state.recordEvents) {
+    state.events.push({
+      type: "session-established",
+      initiator: describeSideOf(table, initiator),
+      responder: describeSideOf(table, table.responderOf(slot)),
+    });
+  }
   return true;
 }
