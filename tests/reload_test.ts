@@ -11,7 +11,12 @@
  */
 
 import assert from "node:assert/strict";
-import { BridgeProcess, freePort, SimPeer } from "./support/bridge_process.ts";
+import {
+  BridgeProcess,
+  freePort,
+  handshakeThroughBridge,
+  SimPeer,
+} from "./support/bridge_process.ts";
 import {
   addPeer,
   BRIDGE_PORT,
@@ -24,7 +29,7 @@ import {
   waitForHandshake,
   withLab,
 } from "./support/netns.ts";
-import { randomKey, readU32, response, transport } from "./support/wire.ts";
+import { randomKey, transport } from "./support/wire.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -75,19 +80,6 @@ async function flows(a: SimPeer, b: SimPeer, aIndex: number, bIndex: number, fro
   }
 }
 
-/** The cookie dance and handshake of two fresh simulated peers; B initiates. */
-async function handshake(a: SimPeer, b: SimPeer, kA: string, kB: string, base: number) {
-  await a.initiate(base, kB);
-  const bIndex = await b.initiate(base + 0x10, kA);
-  const atA = await a.next(1);
-  assert.ok(atA, "A received B's initiation");
-  assert.equal(readU32(atA, 4), bIndex);
-  const aIndex = base + 0x20;
-  await a.send(response(aIndex, bIndex, kB));
-  assert.ok(await b.next(2), "B received A's response");
-  return { aIndex, bIndex };
-}
-
 async function status(metricsPort: number) {
   const r = await fetch(`http://127.0.0.1:${metricsPort}/status`);
   return await r.json();
@@ -107,7 +99,7 @@ Deno.test(
     const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
     const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
     try {
-      const { aIndex, bIndex } = await handshake(a, b, kA, kB, 0x3000);
+      const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
       await flows(a, b, aIndex, bIndex, 1);
       await bridge.waitForLog(/session established: bob .* <-> alice/);
 
@@ -157,8 +149,8 @@ Deno.test(
     const bridge = await BridgeProcess.start(port, ["-c", path], [`--allow-read=${path}`]);
     const [a, b, c, d] = [1, 2, 3, 4].map(() => new SimPeer("127.0.0.1", "127.0.0.1", port));
     try {
-      const ab = await handshake(a, b, kA, kB, 0x4000);
-      const cd = await handshake(c, d, kC, kD, 0x5000);
+      const ab = await handshakeThroughBridge(a, b, kA, kB, 0x4000);
+      const cd = await handshakeThroughBridge(c, d, kC, kD, 0x5000);
       await flows(a, b, ab.aIndex, ab.bIndex, 1);
       await flows(c, d, cd.aIndex, cd.bIndex, 1);
 

@@ -3,39 +3,20 @@
  * portable datapath, its bind rules, and how `--datapath` picks or refuses it.
  */
 import assert from "node:assert/strict";
-import { BridgeProcess, freePort, SimPeer } from "./support/bridge_process.ts";
-import { randomKey, readU32, response, transport } from "./support/wire.ts";
+import {
+  BridgeProcess,
+  exchangeTransport,
+  freePort,
+  handshakeThroughBridge,
+  SimPeer,
+} from "./support/bridge_process.ts";
+import { randomKey, transport } from "./support/wire.ts";
 
 const linux = Deno.build.os === "linux" &&
   (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !linux };
 const FFI = ["--allow-ffi"];
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
-async function handshake(a: SimPeer, b: SimPeer, kA: string, kB: string, base: number) {
-  await a.initiate(base, kB);
-  const bIndex = await b.initiate(base + 0x10, kA);
-  const atA = await a.next(1);
-  assert.ok(atA, "A received B's initiation");
-  assert.equal(readU32(atA, 4), bIndex);
-  const aIndex = base + 0x20;
-  await a.send(response(aIndex, bIndex, kB));
-  assert.ok(await b.next(2), "B received A's response");
-  return { aIndex, bIndex };
-}
-
-async function exchange(a: SimPeer, b: SimPeer, aIndex: number, bIndex: number, sizes: number[]) {
-  let counter = 0;
-  for (const size of sizes) {
-    const toA = transport(aIndex, counter, size);
-    await b.send(toA);
-    assert.deepEqual(await a.next(4), toA, `A got B's ${size}-byte packet`);
-    const toB = transport(bIndex, counter, size);
-    await a.send(toB);
-    assert.deepEqual(await b.next(4), toB, `B got A's ${size}-byte packet`);
-    counter++;
-  }
-}
 
 for (
   const [name, hostA, hostB, listen] of [
@@ -54,9 +35,9 @@ for (
     const b = new SimPeer(hostB, hostB === "::1" ? "::1" : "127.0.0.1", port);
     try {
       assert.match(bridge.log, /datapath: linux/);
-      const { aIndex, bIndex } = await handshake(a, b, kA, kB, 0x1000);
+      const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x1000);
       // Small, full-MTU, and near the largest UDP datagram: every size goes through the slots.
-      await exchange(a, b, aIndex, bIndex, [0, 100, 1404, 9000, 60000]);
+      await exchangeTransport(a, b, aIndex, bIndex, [0, 100, 1404, 9000, 60000]);
       await bridge.waitForLog(/session established/);
     } catch (e) {
       console.error(bridge.log);
@@ -86,7 +67,7 @@ for (const host of ["127.0.0.1", "::1"]) {
       const a = new SimPeer(host, host, port);
       const b = new SimPeer(host, host, port);
       try {
-        const { aIndex } = await handshake(a, b, kA, kB, 0x3000);
+        const { aIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
         const sizes = [
           ...new Array(50).fill(1404),
           ...new Array(5).fill(64),
@@ -128,8 +109,8 @@ Deno.test("linux datapath: garbage is dropped and the bridge keeps serving", opt
       await c.send(crypto.getRandomValues(new Uint8Array(Math.min(size, 65536))));
     }
     assert.equal(await c.next(undefined, 300), undefined, "no answer to junk");
-    const { aIndex, bIndex } = await handshake(a, b, kA, kB, 0x2000);
-    await exchange(a, b, aIndex, bIndex, [16, 64]);
+    const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x2000);
+    await exchangeTransport(a, b, aIndex, bIndex, [16, 64]);
   } catch (e) {
     console.error(bridge.log);
     throw e;

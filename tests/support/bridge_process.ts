@@ -4,7 +4,8 @@
  * @module
  */
 
-import { initiation, openCookieReply, readU32 } from "./wire.ts";
+import assert from "node:assert/strict";
+import { initiation, openCookieReply, readU32, response, transport } from "./wire.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -151,5 +152,48 @@ export class SimPeer {
     this.#closed = true;
     this.conn.close();
     await this.#loop;
+  }
+}
+
+/**
+ * The first contact of two fresh simulated peers through a bridge: A proves itself with a cookie
+ * round (its initiation has nowhere to go yet), then B's initiation reaches A and A's response
+ * reaches B. Returns both indices (B is the initiator).
+ */
+export async function handshakeThroughBridge(
+  a: SimPeer,
+  b: SimPeer,
+  kA: string,
+  kB: string,
+  base: number,
+) {
+  await a.initiate(base, kB);
+  const bIndex = await b.initiate(base + 0x10, kA);
+  const atA = await a.next(1);
+  assert.ok(atA, "A received B's initiation");
+  assert.equal(readU32(atA, 4), bIndex);
+  const aIndex = base + 0x20;
+  await a.send(response(aIndex, bIndex, kB));
+  assert.ok(await b.next(2), "B received A's response");
+  return { aIndex, bIndex };
+}
+
+/** Sends one transport packet of each size each way, B (the initiator) first; checks delivery. */
+export async function exchangeTransport(
+  a: SimPeer,
+  b: SimPeer,
+  aIndex: number,
+  bIndex: number,
+  sizes: number[],
+) {
+  let counter = 0;
+  for (const size of sizes) {
+    const toA = transport(aIndex, counter, size);
+    await b.send(toA);
+    assert.deepEqual(await a.next(4), toA, `A got B's ${size}-byte packet`);
+    const toB = transport(bIndex, counter, size);
+    await a.send(toB);
+    assert.deepEqual(await b.next(4), toB, `B got A's ${size}-byte packet`);
+    counter++;
   }
 }
