@@ -21,7 +21,10 @@
  *   --handshakes-only   handshakes back to back for --duration s, completions per second;
  *   --raw               no handshakes: transport packets to the address (for a sink);
  *   --sink PORT         receive and count for --duration s (shows what the generator offers);
- *   --bind ADDR         source address of every socket (e.g. 127.0.0.7).
+ *   --bind ADDR         source address of every socket (e.g. 127.0.0.7);
+ *   --repeat N          N data phases over the same sessions, each one's rate reported;
+ *   --start-at MS --period MS  start data phase k at wall-clock MS + k * PERIOD (Unix ms), so
+ *                       that two generators can take turns.
  *
  * Run: deno run --allow-ffi --allow-read bench/loadgen.ts --relay 127.0.0.1:51820 --keys K.txt
  *
@@ -76,6 +79,12 @@ interface Config {
   raw: boolean;
   /** Source address for every socket (each run its own, so no port of an earlier run recurs). */
   bind: string | undefined;
+  /** Data phases over the same sessions. */
+  repeat: number;
+  /** Wall-clock ms (Unix epoch) at which data phase 0 starts; 0: at once. */
+  startAt: number;
+  /** Wall-clock ms between the starts of data phases, with `startAt`. */
+  period: number;
 }
 
 const lib = loadLibc();
@@ -626,6 +635,9 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
       keys: { type: "string" },
       "handshakes-only": { type: "boolean", default: false },
       "hs-timeout": { type: "string", default: "8" },
+      repeat: { type: "string", default: "1" },
+      "start-at": { type: "string", default: "0" },
+      period: { type: "string", default: "0" },
       raw: { type: "boolean", default: false },
       sink: { type: "string" },
       bind: { type: "string" },
@@ -661,6 +673,9 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
     hsTimeout: Number(values["hs-timeout"]),
     raw: values.raw,
     bind: values.bind,
+    repeat: Math.max(1, Number(values.repeat)),
+    startAt: Number(values["start-at"]),
+    period: Number(values.period),
   };
 }
 
@@ -735,7 +750,26 @@ function main(): void {
   const active = done.flatMap((p) => [p.a, p.b]);
   // Keepalives and handshake stragglers are not data: count from here.
   for (const s of sides) s.rx = s.rxBytes = 0;
-  const elapsed = done.length > 0 ? dataPhase(active) : 0;
+  // With --repeat, the data phase runs several times over the same sessions; each phase's
+  // delivered rate is reported (the totals cover them all).
+  let elapsed = 0;
+  const roundsPps: number[] = [];
+  for (let r = 0; r < cfg.repeat && done.length > 0; r++) {
+    if (cfg.startAt > 0) {
+      // Scheduled phases: another generator can take the turns in between (interleaved runs
+      // see the same machine load), so wait here for this phase's start, in wall-clock time.
+      for (;;) {
+        const [s2, n2] = clock.real();
+        const left = cfg.startAt + r * cfg.period - (s2 * 1e3 + n2 / 1e6);
+        if (left <= 0) break;
+        pollRx(Math.ceil(left), false);
+      }
+    }
+    const before = active.reduce((n, s) => n + s.rx, 0);
+    const phase = dataPhase(active);
+    elapsed += phase;
+    roundsPps.push(Math.round((active.reduce((n, s) => n + s.rx, 0) - before) / (phase / NS)));
+  }
   const secs = elapsed / NS;
   let txAB = 0, rxAB = 0, txBA = 0, rxBA = 0, bytes = 0, eagain = 0;
   for (const p of pairs) {
@@ -772,6 +806,7 @@ function main(): void {
     send_eagain: eagain,
     wrong_index: stats.wrongIndex,
     latency_us: histogramJson(dataLatency, 1),
+    rounds_pps: roundsPps,
   }));
 }
 

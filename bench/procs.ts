@@ -12,6 +12,7 @@ export const ROOT = new URL("../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
 const REFERENCE = new URL("bench/reference_relay.ts", ROOT).pathname;
 const LOADGEN = new URL("bench/loadgen.ts", ROOT).pathname;
+const STATE_MEMORY = new URL("bench/state_memory.ts", ROOT).pathname;
 
 const live = new Set<Service>();
 
@@ -133,6 +134,8 @@ export interface BridgeRun {
   dir: string;
   /** Extra limits (the bench raises the per-source handshake rate: all peers are 127.0.0.1). */
   limits?: Record<string, number>;
+  /** V8 flags for the bridge (`--v8-flags=...`), e.g. a smaller young generation. */
+  v8Flags?: string;
 }
 
 /** Starts the bridge on a free loopback port with a config file; resolves once it is bound. */
@@ -164,6 +167,7 @@ export async function startBridge(run: BridgeRun): Promise<{ service: Service; p
     "--allow-net",
     `--allow-read=${config}`,
     "--allow-ffi",
+    ...(run.v8Flags ? [`--v8-flags=${run.v8Flags}`] : []),
     MAIN,
     "--config",
     config,
@@ -228,6 +232,27 @@ export async function loadgen(
     throw new Error(`loadgen ${args.join(" ")} failed (exit ${out.code}):\n${err}`);
   }
   return JSON.parse(text.split("\n").pop()!);
+}
+
+/**
+ * Runs bench/state_memory.ts: the bridge's bytes per peer address, measured in-process
+ * (see that file for why the loopback run cannot show it).
+ */
+export async function addressMemory(addresses: number): Promise<Record<string, unknown>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--v8-flags=--expose-gc", STATE_MEMORY, "--addresses", String(addresses)],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim();
+  if (out.code !== 0 || !text) {
+    throw new Error(`state_memory failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  return JSON.parse(text);
 }
 
 async function udpBound(port: number): Promise<boolean> {

@@ -11,7 +11,8 @@
  *
  *   deno task bench            the full run (about 6 minutes), the table in BENCHMARKS.md
  *   deno task bench --quick    a smoke run for CI (under a minute, shorter and smaller)
- *   options: --rounds N, --datapath linux|deno|auto, --log-level L, --json FILE,
+ *   options: --rounds N, --seconds S, --datapath linux|deno|auto, --log-level L,
+ *            --v8-flags F (for the bridge), --json FILE,
  *            --only fwd,keys,sessions,latency,deno,tunnel
  *
  * Nothing here asserts a speed: it reports.
@@ -21,6 +22,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  addressMemory,
   freePort,
   loadgen,
   randomKeys,
@@ -62,6 +64,7 @@ interface Plan {
   seconds: number;
   datapath: string;
   logLevel: string;
+  v8Flags: string | undefined;
   only: Set<string>;
   dir: string;
 }
@@ -251,12 +254,12 @@ async function handshakes(plan: Plan): Promise<void> {
       const per = x.per_second as number[];
       return per.length > 1 && per[0] > 0 ? per[per.length - 1] / per[0] : 0;
     });
-    const per = runs[0].per_second as number[];
+    const per = runs.map((x) => x.per_second as number[]);
     report({
       target: `4 decay: handshakes/s last vs first second of ${seconds} s, ${name}`,
       unit: "hs/s",
-      bridge: per[per.length - 1],
-      reference: per[0],
+      bridge: median(per.map((p) => p[p.length - 1] ?? 0)),
+      reference: median(per.map((p) => p[0] ?? 0)),
       referenceName: "first second",
       ratio: median(ratios),
       goal: ">= 0.8",
@@ -276,9 +279,8 @@ async function sessions(plan: Plan): Promise<void> {
   progress(
     `4/5 sessions: forwarding ${size} B over ${pairs} vs ${total} sessions, RSS per session`,
   );
-  const fewKeys = randomKeys(2 * pairs), warmKeys = randomKeys(2 * pairs);
-  const bigKeys = randomKeys(2 * pairs);
-  const warmPerPair = Math.max(1, perPair / 5);
+  const fewKeys = randomKeys(2 * pairs), bigKeys = randomKeys(2 * pairs);
+  const repeat = plan.quick ? 1 : plan.rounds;
   const args = (port: number, sessionsPerPair: number) => [
     "--relay",
     `127.0.0.1:${port}`,
@@ -293,40 +295,58 @@ async function sessions(plan: Plan): Promise<void> {
     "--hs-timeout",
     String(plan.quick ? 20 : 60),
   ];
-  const settle = () => new Promise((r) => setTimeout(r, 1000));
-  let few: Record<string, unknown>, many: Record<string, unknown>, warm: Record<string, unknown>;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const rounds = (x: Record<string, unknown>) => (x.rounds_pps as number[]) ?? [];
+  let few: Record<string, unknown>, many: Record<string, unknown>;
   let refFew: Record<string, unknown>, refMany: Record<string, unknown>;
-  let rssFresh = 0, rssBefore = 0, rssAfter = 0;
+  let rssBefore = 0, rssAfter = 0, rssAfterTraffic = 0;
   const reference = await startReference();
+  const small = await startBridge({ keys: fewKeys, ...plan });
+  const big = await startBridge({ keys: bigKeys, ...plan });
   try {
-    const bridge = await startBridge({ keys: fewKeys, ...plan });
-    try {
-      few = await loadgen(args(bridge.port, 1), fewKeys, plan.dir, 120_000);
-    } finally {
-      await bridge.service.stop();
-    }
+    // The big bridge's memory is read idle after start-up (its code loaded and compiled by the
+    // few handshakes the start needs), then with the sessions made, before any traffic.
+    await sleep(2000);
+    rssBefore = await big.service.rss();
+    // Both generators make their sessions now, then take turns: data phase k of the small
+    // table starts at start + k * period, of the big one half a period later, so that each
+    // pair of phases sees the same machine load.
+    const period = 2 * (plan.seconds + 1.5) * 1000;
+    const setUp = plan.quick ? 15_000 : 45_000;
+    const start = Date.now() + setUp;
+    const turns = (offset: number) => [
+      "--repeat",
+      String(repeat),
+      "--start-at",
+      String(start + offset),
+      "--period",
+      String(period),
+    ];
+    const runs = Promise.all([
+      loadgen([...args(small.port, 1), ...turns(0)], fewKeys, plan.dir, setUp + 300_000),
+      loadgen(
+        [...args(big.port, perPair), ...turns(period / 2)],
+        bigKeys,
+        plan.dir,
+        setUp + 300_000,
+      ),
+    ]);
+    await sleep(setUp - 2000);
+    rssAfter = await big.service.rss(); // sessions made, no traffic yet
+    [few, many] = await runs;
+    rssAfterTraffic = await big.service.rss();
+  } finally {
+    await small.service.stop();
+    await big.service.stop();
+  }
+  try {
     refFew = await loadgen(args(reference.port, 1), fewKeys, plan.dir, 120_000);
-    // A second bridge for the big table. It is warmed up first with handshakes and traffic
-    // (a fifth as many sessions): the runtime sizes its heap to the allocation rate of a
-    // handshake storm once, and that growth is not the sessions' own memory.
-    const big = await startBridge({ keys: [...warmKeys, ...bigKeys], ...plan });
-    try {
-      await settle();
-      rssFresh = await big.service.rss();
-      warm = await loadgen(args(big.port, warmPerPair), warmKeys, plan.dir, 300_000);
-      await settle();
-      rssBefore = await big.service.rss();
-      many = await loadgen(args(big.port, perPair), bigKeys, plan.dir, 300_000);
-      await settle();
-      rssAfter = await big.service.rss();
-    } finally {
-      await big.service.stop();
-    }
     refMany = await loadgen(args(reference.port, perPair), bigKeys, plan.dir, 300_000);
   } finally {
     await reference.service.stop();
   }
-  const b1 = num(few.delivered_pps), b2 = num(many.delivered_pps);
+  const b1 = median(rounds(few)), b2 = median(rounds(many));
+  const scale = pairedRatio(rounds(many), rounds(few));
   const r1 = num(refFew.delivered_pps), r2 = num(refMany.delivered_pps);
   const established = num(many.sessions);
   report({
@@ -335,10 +355,12 @@ async function sessions(plan: Plan): Promise<void> {
     bridge: b2,
     reference: b1,
     referenceName: `bridge with ${pairs} sessions`,
-    ratio: b1 > 0 ? b2 / b1 : 0,
+    ratio: scale,
     goal: ">= 0.8",
-    met: b1 > 0 && b2 / b1 >= 0.8,
+    met: scale >= 0.8,
     detail: {
+      fewRounds: rounds(few),
+      manyRounds: rounds(many),
       referenceRelayFew: r1,
       referenceRelayMany: r2,
       handshakePhaseMs: (many.handshakes as Record<string, unknown>).phase_ms,
@@ -353,10 +375,9 @@ async function sessions(plan: Plan): Promise<void> {
       }x`,
   );
   const perSession = established > 0 ? (rssAfter - rssBefore) / established : 0;
-  const warmed = num(warm.sessions);
-  const cold = established + warmed > 0 ? (rssAfter - rssFresh) / (established + warmed) : 0;
+  const withTraffic = established > 0 ? (rssAfterTraffic - rssBefore) / established : 0;
   report({
-    target: `5 memory: RSS growth per session, ${fmt(established)} sessions after a warm-up`,
+    target: `5 memory: RSS growth per session, idle to ${fmt(established)} sessions`,
     unit: "B",
     bridge: perSession,
     reference: 256,
@@ -364,12 +385,28 @@ async function sessions(plan: Plan): Promise<void> {
     ratio: perSession / 256,
     goal: "<= 1.0",
     met: established > 0 && perSession <= 256,
-    detail: { rssFresh, rssBefore, rssAfter, established, warmed, coldPerSession: cold },
+    detail: { rssBefore, rssAfter, rssAfterTraffic, established, withTraffic },
   });
   console.log(
-    `       from the freshly started bridge (heap growth included): ${fmt(cold)} B per session ` +
-      `over ${fmt(established + warmed)} sessions`,
+    `       after ${repeat} round(s) of traffic over them: ${fmt(withTraffic)} B per session ` +
+      `(RSS ${fmt(rssBefore / 1e6)} -> ${fmt(rssAfter / 1e6)} -> ${fmt(rssAfterTraffic / 1e6)} MB)`,
   );
+  // The generator's sessions share its 200 sockets; a bridge whose sessions each bring
+  // addresses of their own pays for those addresses too, measured here in-process.
+  const addresses = await addressMemory(plan.quick ? 20_000 : 200_000);
+  const perAddress = num(addresses.bytes_per_address);
+  report({
+    target: `(info) memory per peer address, ${fmt(num(addresses.addresses))} addresses`,
+    unit: "B",
+    bridge: perAddress,
+    reference: perSession + 2 * perAddress,
+    referenceName: "worst case per session: every session 2 addresses of its own",
+    ratio: (perSession + 2 * perAddress) / 256,
+    ratioText: `${((perSession + 2 * perAddress) / 256).toFixed(2)} of budget`,
+    goal: "none",
+    met: true,
+    detail: addresses,
+  });
 }
 
 // ---- 6. latency ------------------------------------------------------------------------------
@@ -504,6 +541,7 @@ async function main(): Promise<void> {
       seconds: { type: "string" },
       datapath: { type: "string", default: "linux" },
       "log-level": { type: "string", default: "warn" },
+      "v8-flags": { type: "string" },
       json: { type: "string" },
       only: { type: "string" },
     },
@@ -516,6 +554,7 @@ async function main(): Promise<void> {
     seconds: Number(values.seconds ?? (quick ? 1 : 3)),
     datapath: values.datapath,
     logLevel: values["log-level"],
+    v8Flags: values["v8-flags"],
     only: new Set(
       (values.only ??
         (quick ? "fwd,keys,sessions,latency" : "fwd,keys,sessions,latency,deno,tunnel"))
@@ -527,7 +566,8 @@ async function main(): Promise<void> {
   const about = await machine();
   console.log(`wg-bridge bench${quick ? " (quick)" : ""}: ${new Date().toISOString()}, ${about}`);
   console.log(
-    `bridge: --datapath ${plan.datapath}, --log-level ${plan.logLevel}; ` +
+    `bridge: --datapath ${plan.datapath}, --log-level ${plan.logLevel}` +
+      (plan.v8Flags ? `, --v8-flags=${plan.v8Flags}` : "") + "; " +
       `every process shares the same cores, figures are medians of alternating rounds`,
   );
   freePort(); // Fails early without --allow-net.

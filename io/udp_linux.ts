@@ -134,12 +134,37 @@ function writePointer(words: Uint32Array, at: number, pointer: number): void {
   words[at + 1] = Math.floor(pointer / TWO_32);
 }
 
-/** Where the relay's sends to an endpoint go, cached on `Endpoint.io`: the sockaddr words. */
-class SendAddress {
-  /** The encoded socket address, as 32-bit words. */
-  readonly words = new Int32Array(SOCKADDR_SLOT / 4);
-  /** Its length in bytes (16 or 28); 0 when the endpoint cannot be reached on its socket. */
-  length = 0;
+/** Words per endpoint in {@link SendAddresses}: the sockaddr, then its length. */
+const SEND_WORDS = SOCKADDR_SLOT / 4 + 1;
+const SEND_LENGTH = SOCKADDR_SLOT / 4;
+/** Marks `Endpoint.io` of an endpoint whose entry in {@link SendAddresses} is filled in. */
+const ENCODED = 1;
+
+/**
+ * Where the relay's sends go: each endpoint's encoded sockaddr and its length (0 when the
+ * address cannot be reached on its socket), in one array indexed by `Endpoint.id`, so that a
+ * bridge talking to many addresses keeps no object per address.
+ */
+class SendAddresses {
+  words = new Int32Array(1024 * SEND_WORDS);
+
+  /** The offset of `endpoint`'s entry, encoding it on first use (or after its id was reused). */
+  entry(endpoint: Endpoint, family: number): number {
+    const at = endpoint.id * SEND_WORDS;
+    if (endpoint.io === ENCODED) return at;
+    if (at + SEND_WORDS > this.words.length) {
+      let size = this.words.length;
+      while (at + SEND_WORDS > size) size *= 2;
+      const grown = new Int32Array(size);
+      grown.set(this.words);
+      this.words = grown;
+    }
+    this.words.fill(0, at, at + SEND_WORDS);
+    const bytes = new Uint8Array(this.words.buffer, at * 4, SOCKADDR_SLOT);
+    this.words[at + SEND_LENGTH] = encodeSockaddr(endpoint.wireHost, endpoint.port, family, bytes);
+    endpoint.io = ENCODED;
+    return at;
+  }
 }
 
 /** One bound socket with its receive and send arrays. */
@@ -160,8 +185,8 @@ class LinuxSocket {
   readonly txAddrWords = new Int32Array(TX_MAX * (SOCKADDR_SLOT / 4));
   readonly txArena = new Uint8Array(TX_ARENA);
   readonly txArenaBase: number;
-  /** Where each queued datagram goes (its endpoint's SendAddress; undefined for replies). */
-  readonly txDest: (SendAddress | undefined)[] = new Array(TX_MAX).fill(undefined);
+  /** Where each queued datagram goes: its endpoint's id, or -1 for a reply. */
+  readonly txDest = new Int32Array(TX_MAX).fill(-1);
   readonly txNameLength = new Uint8Array(TX_MAX);
   // What one flush hands to sendmmsg: a message per run of datagrams to the same address,
   // each run sent as one GSO super-datagram (UDP_SEGMENT) that the kernel cuts up again.
@@ -368,6 +393,7 @@ class LinuxUdpDatapath implements Datapath {
   readonly #libc: Libc;
   readonly #sockets: LinuxSocket[];
   readonly #names = new AddressNames();
+  readonly #sends = new SendAddresses();
   readonly #pollfds: Uint8Array;
   readonly #pollCount: bigint;
   #closed = false;
@@ -460,8 +486,11 @@ class LinuxUdpDatapath implements Datapath {
       }
       return 0;
     }
-    // One clock read per batch: the relay's timers work in milliseconds.
-    const now = performance.now();
+    // One clock read per batch, in whole milliseconds (the relay's timers need no finer): a
+    // small whole number is passed on as is, where a fraction would be boxed into a heap
+    // object for every datagram. Past 2^30 ms of uptime (12 days) it is boxed again, which
+    // costs garbage-collector work, never correctness.
+    const now = Math.floor(performance.now());
     const names = this.#names;
     const msgs = s.rxMsgs;
     const addr = s.rxAddr;
@@ -526,28 +555,19 @@ class LinuxUdpDatapath implements Datapath {
     const w = i * (SOCKADDR_SLOT / 4);
     let nameLength: number;
     if (target !== undefined) {
-      let address = target.io as SendAddress | undefined;
-      if (address === undefined) {
-        address = new SendAddress();
-        address.length = encodeSockaddr(
-          target.wireHost,
-          target.port,
-          out.family,
-          new Uint8Array(address.words.buffer),
-        );
-        target.io = address;
-      }
-      if (address.length === 0) return;
-      const source = address.words;
-      for (let k = 0; k < 7; k++) words[w + k] = source[k];
-      nameLength = address.length;
-      out.txDest[i] = address;
+      const sends = this.#sends;
+      const at = sends.entry(target, out.family);
+      const source = sends.words;
+      nameLength = source[at + SEND_LENGTH];
+      if (nameLength === 0) return;
+      for (let k = 0; k < 7; k++) words[w + k] = source[at + k];
+      out.txDest[i] = target.id;
     } else {
       const source = from.rxAddrWords;
       const r = replySlot * (SOCKADDR_SLOT / 4);
       for (let k = 0; k < 7; k++) words[w + k] = source[r + k];
       nameLength = (source[r] & 0xffff) === AF_INET ? 16 : SOCKADDR_IN6_SIZE;
-      out.txDest[i] = undefined;
+      out.txDest[i] = -1;
     }
     out.txNameLength[i] = nameLength;
     const iov = i * (IOV_SIZE / 4);
@@ -568,7 +588,7 @@ class LinuxUdpDatapath implements Datapath {
       const length = iovs[i * 4 + 2];
       let k = 1;
       const to = dest[i];
-      if (s.gso && to !== undefined) {
+      if (s.gso && to >= 0) {
         let total = length;
         while (i + k < count && k < GSO_MAX_SEGMENTS && dest[i + k] === to) {
           const next = iovs[(i + k) * 4 + 2];
@@ -626,7 +646,7 @@ class LinuxUdpDatapath implements Datapath {
         } else {
           // Refused for this destination (e.g. segments larger than its route's MTU, which a
           // plain send would fragment): send this run one by one, keep GSO for the rest.
-          for (let i = start; i < start + length; i++) s.txDest[i] = undefined;
+          for (let i = start; i < start + length; i++) s.txDest[i] = -1;
         }
         total = this.#build(s, start, count);
         sent = 0;

@@ -12,6 +12,11 @@
 
 /** One peer address as the bridge sees it. */
 export interface Endpoint {
+  /**
+   * A small number no other live endpoint has (reused after this one is forgotten), for the
+   * I/O layer to keep per-address data in arrays instead of objects.
+   */
+  readonly id: number;
   /** The address, IPv4-mapped IPv6 written as plain IPv4 (one peer, one address). */
   readonly host: string;
   /** UDP port. */
@@ -36,7 +41,10 @@ export interface Endpoint {
   mark: number;
   /** The socket this address was first heard on, as the I/O layer named it: replies go there. */
   readonly via: unknown;
-  /** A cache slot for the I/O layer (main.ts keeps the address object it sends to). */
+  /**
+   * A cache slot for the I/O layer, undefined on a new endpoint (an endpoint that takes a
+   * forgotten one's id starts afresh): what it sends to, or a mark that `id`'s entry is valid.
+   */
   io: unknown;
 }
 
@@ -64,11 +72,20 @@ export function ipv6Prefix64(host: string): string {
   return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(":") + "::/64";
 }
 
-/** The interned endpoints, keyed by normalised host and port. */
+/**
+ * The interned endpoints, keyed by normalised host and port.
+ *
+ * Most hosts speak from one port (one peer behind its NAT), so a host maps straight to its
+ * endpoint and gets a port map only once a second port appears: a `Map` per host would cost
+ * about 180 bytes for each of the thousands of single-port hosts a busy bridge sees.
+ */
 export class EndpointTable {
-  readonly #byHost = new Map<string, Map<number, Endpoint>>();
+  readonly #byHost = new Map<string, Endpoint | Map<number, Endpoint>>();
   #size = 0;
   readonly #capacity: number;
+  /** Ids of forgotten endpoints, handed out again before new ones. */
+  readonly #freeIds: number[] = [];
+  #nextId = 0;
 
   /** `capacity` bounds the table; {@link EndpointTable.intern} refuses beyond it. */
   constructor(capacity: number) {
@@ -82,7 +99,10 @@ export class EndpointTable {
 
   /** Looks an address up without creating anything. */
   find(host: string, port: number): Endpoint | undefined {
-    return this.#byHost.get(normalizeHost(host))?.get(port);
+    const entry = this.#byHost.get(normalizeHost(host));
+    if (entry === undefined) return undefined;
+    if (entry instanceof Map) return entry.get(port);
+    return entry.port === port ? entry : undefined;
   }
 
   /**
@@ -91,12 +111,19 @@ export class EndpointTable {
    */
   intern(host: string, port: number, now: number, via?: unknown): Endpoint | undefined {
     const normal = normalizeHost(host);
-    let ports = this.#byHost.get(normal);
-    const found = ports?.get(port);
-    if (found) return found;
+    const entry = this.#byHost.get(normal);
+    if (entry !== undefined) {
+      const found = entry instanceof Map
+        ? entry.get(port)
+        : entry.port === port
+        ? entry
+        : undefined;
+      if (found) return found;
+    }
     if (this.#size >= this.#capacity) return undefined;
     const family = normal.includes(":") ? 6 : 4;
     const endpoint: Endpoint = {
+      id: this.#freeIds.pop() ?? this.#nextId++,
       host: normal,
       wireHost: host,
       port,
@@ -111,36 +138,53 @@ export class EndpointTable {
       via,
       io: undefined,
     };
-    if (!ports) {
-      ports = new Map();
-      this.#byHost.set(normal, ports);
+    if (entry === undefined) {
+      this.#byHost.set(normal, endpoint);
+    } else if (entry instanceof Map) {
+      entry.set(port, endpoint);
+    } else {
+      this.#byHost.set(normal, new Map([[entry.port, entry], [port, endpoint]]));
     }
-    ports.set(port, endpoint);
     this.#size++;
     return endpoint;
   }
 
   /** Calls `visit` for every endpoint (not for the hot path). */
   forEach(visit: (endpoint: Endpoint) => void): void {
-    for (const ports of this.#byHost.values()) {
-      for (const endpoint of ports.values()) visit(endpoint);
+    for (const entry of this.#byHost.values()) {
+      if (entry instanceof Map) entry.forEach(visit);
+      else visit(entry);
     }
   }
 
   /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
   sweep(now: number): number {
-    let removed = 0;
-    for (const [host, ports] of this.#byHost) {
-      for (const [port, endpoint] of ports) {
-        if (endpoint.keepUntil < now && endpoint.pendingCount === 0) {
-          ports.delete(port);
-          removed++;
-        }
+    const before = this.#size;
+    const expired = (e: Endpoint) => e.keepUntil < now && e.pendingCount === 0;
+    for (const [host, entry] of this.#byHost) {
+      if (!(entry instanceof Map)) {
+        if (expired(entry)) this.#forget(host, entry);
+        continue;
       }
-      if (ports.size === 0) this.#byHost.delete(host);
+      for (const [port, endpoint] of entry) {
+        if (!expired(endpoint)) continue;
+        entry.delete(port);
+        this.#release(endpoint);
+      }
+      if (entry.size === 0) this.#byHost.delete(host);
+      else if (entry.size === 1) this.#byHost.set(host, entry.values().next().value!);
     }
-    this.#size -= removed;
-    return removed;
+    return before - this.#size;
+  }
+
+  #forget(host: string, endpoint: Endpoint): void {
+    this.#byHost.delete(host);
+    this.#release(endpoint);
+  }
+
+  #release(endpoint: Endpoint): void {
+    this.#freeIds.push(endpoint.id);
+    this.#size--;
   }
 }
 

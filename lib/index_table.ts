@@ -114,8 +114,15 @@ export interface IndexTableLimits {
 
 const NONE = -1;
 const FREE = 0, UNCONFIRMED = 1, CONFIRMED = 2;
-/** Slots allocated at first; the arrays double as sessions come, up to the limits. */
-const INITIAL_SLOTS = 256;
+/**
+ * Slots allocated at once, when the limits allow that many sessions: typed arrays are zeroed
+ * lazily by the system, so unused slots cost address space only (about 100 bytes each), and
+ * the columns are never copied or left behind for the garbage collector while sessions come.
+ * Beyond it (limits above a million sessions) the columns double as needed.
+ */
+const PREALLOCATED_SLOTS = 1 << 20;
+/** Hash buckets at first (a power of two); they double as indices come. */
+const INITIAL_BUCKETS = 1024;
 
 /**
  * The columns, one entry per session slot or per side. Kept in one object that views share, so
@@ -128,7 +135,8 @@ class Columns {
   key: (PeerKey | undefined)[];
   counterHigh: Uint32Array;
   counterLow: Uint32Array;
-  packets: Float64Array;
+  /** Packets from a side (a session's life is too short for 2^32 packets to wrap). */
+  packets: Uint32Array;
   bytes: Float64Array;
   lastSeen: Float64Array;
   // Per slot.
@@ -143,11 +151,13 @@ class Columns {
 
   constructor(slots: number) {
     this.index = new Uint32Array(2 * slots);
-    this.endpoint = new Array(2 * slots).fill(undefined);
-    this.key = new Array(2 * slots).fill(undefined);
+    // Object references grow as slots are used (slots are handed out in order), so unused
+    // capacity costs nothing here.
+    this.endpoint = [];
+    this.key = [];
     this.counterHigh = new Uint32Array(2 * slots);
     this.counterLow = new Uint32Array(2 * slots);
-    this.packets = new Float64Array(2 * slots);
+    this.packets = new Uint32Array(2 * slots);
     this.bytes = new Float64Array(2 * slots);
     this.lastSeen = new Float64Array(2 * slots);
     this.createdAt = new Float64Array(slots);
@@ -158,19 +168,14 @@ class Columns {
     this.prev = new Int32Array(slots);
   }
 
-  /** Copies every column into arrays for `slots` slots. */
+  /** Copies every typed column into arrays for `slots` slots (the object arrays just grow). */
   grow(slots: number): void {
-    const old = { ...this };
     const fresh = new Columns(slots);
-    for (const name of Object.keys(fresh) as (keyof Columns)[]) {
-      const column = fresh[name];
-      if (Array.isArray(column)) {
-        const from = old[name] as unknown[];
-        for (let i = 0; i < from.length; i++) (column as unknown[])[i] = from[i];
-      } else {
-        (column as Uint32Array).set(old[name] as Uint32Array);
-      }
-      (this as Record<string, unknown>)[name] = column;
+    const self = this as unknown as Record<string, unknown>;
+    for (const [name, column] of Object.entries(fresh)) {
+      if (Array.isArray(column)) continue;
+      (column as Uint32Array).set(self[name] as Uint32Array);
+      self[name] = column;
     }
   }
 }
@@ -319,7 +324,7 @@ export class IndexTable {
   readonly limits: IndexTableLimits;
   readonly #columns: Columns;
   readonly #maxSlots: number;
-  #slots = INITIAL_SLOTS;
+  #slots: number;
   /** Slots ever used: slots below it are live or on the free list. */
   #used = 0;
   #free = NONE;
@@ -335,6 +340,7 @@ export class IndexTable {
   #hashIndex: Uint32Array;
   #hashSide: Int32Array;
   #hashMask: number;
+  #hashCount = 0;
   readonly #seed: number;
   /** The object views handed out, by slot (see the module comment). */
   #views: (SessionView | undefined)[] = [];
@@ -342,25 +348,19 @@ export class IndexTable {
   /**
    * A table with the given capacities. `seed` keys the index hash: indices come from the
    * network, and an attacker who could predict where they land could make lookups slow.
+   * `preallocate` is how many session slots to allocate at once (tests make it small to see
+   * the columns grow).
    */
-  constructor(limits: IndexTableLimits, seed = 0x2545f491) {
+  constructor(limits: IndexTableLimits, seed = 0x2545f491, preallocate = PREALLOCATED_SLOTS) {
     this.limits = limits;
     // Unconfirmed sessions are capped at maxPending, confirmed ones at maxSessions.
     this.#maxSlots = limits.maxSessions + limits.maxPending;
-    this.#slots = Math.min(INITIAL_SLOTS, this.#maxSlots);
+    this.#slots = Math.max(1, Math.min(preallocate, this.#maxSlots));
     this.#columns = new Columns(this.#slots);
     this.#seed = seed | 1;
-    const buckets = this.#bucketsFor(this.#slots);
-    this.#hashIndex = new Uint32Array(buckets);
-    this.#hashSide = new Int32Array(buckets);
-    this.#hashMask = buckets - 1;
-  }
-
-  /** Buckets for `slots` sessions: a power of two at least four per session (load <= 1/2). */
-  #bucketsFor(slots: number): number {
-    let buckets = 16;
-    while (buckets < 4 * slots) buckets *= 2;
-    return buckets;
+    this.#hashIndex = new Uint32Array(INITIAL_BUCKETS);
+    this.#hashSide = new Int32Array(INITIAL_BUCKETS);
+    this.#hashMask = INITIAL_BUCKETS - 1;
   }
 
   /** Number of pending handshakes. */
@@ -399,6 +399,11 @@ export class IndexTable {
   }
 
   #hashInsert(index: number, side: number): void {
+    // Linear probing stays quick up to three quarters full; the buckets double past that.
+    if (4 * (this.#hashCount + 1) > 3 * (this.#hashMask + 1)) {
+      this.#rehash(2 * (this.#hashMask + 1));
+    }
+    this.#hashCount++;
     const mask = this.#hashMask;
     let b = this.#bucket(index);
     while (this.#hashSide[b] !== 0) b = (b + 1) & mask;
@@ -412,6 +417,7 @@ export class IndexTable {
     let b = this.#bucket(index);
     while (sides[b] !== 0 && keys[b] !== index) b = (b + 1) & mask;
     if (sides[b] === 0) return;
+    this.#hashCount--;
     let hole = b;
     for (let j = (hole + 1) & mask; sides[j] !== 0; j = (j + 1) & mask) {
       const home = this.#bucket(keys[j]);
@@ -438,21 +444,22 @@ export class IndexTable {
       if (slots === this.#slots) return NONE;
       this.#columns.grow(slots);
       this.#slots = slots;
-      this.#rehash();
     }
     return this.#used++;
   }
 
-  #rehash(): void {
-    const buckets = this.#bucketsFor(this.#slots);
+  /** Moves every live index into `buckets` buckets. */
+  #rehash(buckets: number): void {
+    const keys = this.#hashIndex, sides = this.#hashSide;
     this.#hashIndex = new Uint32Array(buckets);
     this.#hashSide = new Int32Array(buckets);
     this.#hashMask = buckets - 1;
-    const c = this.#columns;
-    for (let slot = 0; slot < this.#used; slot++) {
-      if (c.state[slot] === FREE) continue;
-      this.#hashInsert(c.index[2 * slot], 2 * slot);
-      this.#hashInsert(c.index[2 * slot + 1], 2 * slot + 1);
+    for (let b = 0; b < keys.length; b++) {
+      if (sides[b] === 0) continue;
+      let to = this.#bucket(keys[b]);
+      while (this.#hashSide[to] !== 0) to = (to + 1) & this.#hashMask;
+      this.#hashIndex[to] = keys[b];
+      this.#hashSide[to] = sides[b];
     }
   }
 
