@@ -54,7 +54,8 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
     args: ["cache", new URL("main.ts", ROOT).pathname],
     cwd: ROOT,
   }).output();
-  const seconds = 5, rounds = 3;
+  // Five rounds: one iperf3 run swings by 10% on two shared cores, the median of five less.
+  const seconds = 5, rounds = 5;
   const results: Record<string, number[]> = { direct: [], reference: [], bridge: [] };
   await withLab("bench", 300_000, async (lab: Lab) => {
     const br = await lab.namespace("br");
