@@ -376,14 +376,17 @@ async function sessions(plan: Plan): Promise<void> {
   );
   const perSession = established > 0 ? (rssAfter - rssBefore) / established : 0;
   const withTraffic = established > 0 ? (rssAfterTraffic - rssBefore) / established : 0;
+  // The target is set at 100,000 sessions. The quick run's 10,000 share the runtime's own
+  // growth (heap pages, compiled code) among ten times fewer sessions: it reports, not judges.
   report({
-    target: `5 memory: RSS growth per session, idle to ${fmt(established)} sessions`,
+    target: `5 memory: RSS growth per session, idle to ${fmt(established)} sessions` +
+      (plan.quick ? " (smoke: the target is at 100,000)" : ""),
     unit: "B",
     bridge: perSession,
     reference: 256,
     referenceName: "budget",
     ratio: perSession / 256,
-    goal: "<= 1.0",
+    goal: plan.quick ? "none" : "<= 1.0",
     met: established > 0 && perSession <= 256,
     detail: { rssBefore, rssAfter, rssAfterTraffic, established, withTraffic },
   });
