@@ -109,6 +109,12 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
         ...(r % 2 === 0 ? ["reference", "bridge"] as const : ["bridge", "reference"] as const),
       );
     }
+    // One unrecorded run through each relay first: a relay that serves for months runs
+    // compiled code, and the first seconds of a fresh process do not.
+    for (const mode of ["reference", "bridge"] as const) {
+      await connect(a, b, endpoints[mode][0], endpoints[mode][1]);
+      await iperf3(lab, a, b, 2);
+    }
     for (const mode of order) {
       await connect(a, b, endpoints[mode][0], endpoints[mode][1]);
       const bps = await iperf3(lab, a, b, seconds);
