@@ -37,12 +37,13 @@ function used(): number {
   return m.heapUsed + m.external;
 }
 
-/** Mirrors the Linux datapath's per-address send entry: 9 words by endpoint id. */
+/** Mirrors the Linux datapath's per-address send entry: 9 words and an owner by endpoint id. */
 const SEND_WORDS = 9;
 const via = { label: "socket" };
 const before = used();
 const table = new EndpointTable(count);
 let sends = new Int32Array(1024 * SEND_WORDS);
+const owners: unknown[] = [];
 const now = 1_000_000; // ms since start: a whole number, as the datapath passes it
 for (let i = 0; i < count; i++) {
   // Each host string is made once, as the datapath's name cache does for a new address.
@@ -58,11 +59,12 @@ for (let i = 0; i < count; i++) {
     sends = grown;
   }
   sends.fill(7, e.id * SEND_WORDS, (e.id + 1) * SEND_WORDS);
-  e.io = 1;
+  owners[e.id] = e;
 }
 const after = used();
 console.log(JSON.stringify({
   addresses: table.size,
   bytes_per_address: Math.round((after - before) / Math.max(1, table.size)),
   send_words: sends.length,
+  owners: owners.length,
 }));

@@ -11,6 +11,8 @@
  * @module
  */
 
+import type { Endpoint } from "../lib/endpoints.ts";
+
 /** `AF_INET` on Linux. */
 export const AF_INET = 2;
 /** `AF_INET6` on Linux. */
@@ -255,5 +257,41 @@ export class AddressNames {
     k[at + 5] = family;
     this.#names[h] = fresh;
     return fresh;
+  }
+}
+
+/** Words per endpoint in {@link SendAddresses}: the sockaddr, then its length. */
+export const SEND_WORDS = SOCKADDR_SLOT / 4 + 1;
+/** Where in an entry of {@link SendAddresses} the sockaddr's length is. */
+export const SEND_LENGTH = SOCKADDR_SLOT / 4;
+
+/**
+ * Where the relay's sends go: each endpoint's encoded sockaddr and its length (0 when the
+ * address cannot be reached on its socket), in one array indexed by `Endpoint.id`, so that a
+ * bridge talking to many addresses keeps no object per address. Ids are reused, so each entry
+ * also records which endpoint it was encoded for: an endpoint that some state still held after
+ * its id went to another address is encoded afresh, never sent the newcomer's address.
+ */
+export class SendAddresses {
+  /** The entries, {@link SEND_WORDS} words per endpoint id; replaced as it grows. */
+  words = new Int32Array(1024 * SEND_WORDS);
+  readonly #owners: (Endpoint | undefined)[] = [];
+
+  /** The offset of `endpoint`'s entry, encoding it on first use. */
+  entry(endpoint: Endpoint, family: number): number {
+    const at = endpoint.id * SEND_WORDS;
+    if (this.#owners[endpoint.id] === endpoint) return at;
+    if (at + SEND_WORDS > this.words.length) {
+      let size = this.words.length;
+      while (at + SEND_WORDS > size) size *= 2;
+      const grown = new Int32Array(size);
+      grown.set(this.words);
+      this.words = grown;
+    }
+    this.words.fill(0, at, at + SEND_WORDS);
+    const bytes = new Uint8Array(this.words.buffer, at * 4, SOCKADDR_SLOT);
+    this.words[at + SEND_LENGTH] = encodeSockaddr(endpoint.wireHost, endpoint.port, family, bytes);
+    this.#owners[endpoint.id] = endpoint;
+    return at;
   }
 }

@@ -65,6 +65,8 @@ import {
   AF_INET,
   AF_INET6,
   encodeSockaddr,
+  SEND_LENGTH,
+  SendAddresses,
   SOCKADDR_IN6_SIZE,
   SOCKADDR_SLOT,
 } from "./sockaddr.ts";
@@ -132,39 +134,6 @@ function addressOf(buffer: ArrayBufferView): number {
 function writePointer(words: Uint32Array, at: number, pointer: number): void {
   words[at] = pointer % TWO_32;
   words[at + 1] = Math.floor(pointer / TWO_32);
-}
-
-/** Words per endpoint in {@link SendAddresses}: the sockaddr, then its length. */
-const SEND_WORDS = SOCKADDR_SLOT / 4 + 1;
-const SEND_LENGTH = SOCKADDR_SLOT / 4;
-/** Marks `Endpoint.io` of an endpoint whose entry in {@link SendAddresses} is filled in. */
-const ENCODED = 1;
-
-/**
- * Where the relay's sends go: each endpoint's encoded sockaddr and its length (0 when the
- * address cannot be reached on its socket), in one array indexed by `Endpoint.id`, so that a
- * bridge talking to many addresses keeps no object per address.
- */
-class SendAddresses {
-  words = new Int32Array(1024 * SEND_WORDS);
-
-  /** The offset of `endpoint`'s entry, encoding it on first use (or after its id was reused). */
-  entry(endpoint: Endpoint, family: number): number {
-    const at = endpoint.id * SEND_WORDS;
-    if (endpoint.io === ENCODED) return at;
-    if (at + SEND_WORDS > this.words.length) {
-      let size = this.words.length;
-      while (at + SEND_WORDS > size) size *= 2;
-      const grown = new Int32Array(size);
-      grown.set(this.words);
-      this.words = grown;
-    }
-    this.words.fill(0, at, at + SEND_WORDS);
-    const bytes = new Uint8Array(this.words.buffer, at * 4, SOCKADDR_SLOT);
-    this.words[at + SEND_LENGTH] = encodeSockaddr(endpoint.wireHost, endpoint.port, family, bytes);
-    endpoint.io = ENCODED;
-    return at;
-  }
 }
 
 /** One bound socket with its receive and send arrays. */

@@ -41,10 +41,7 @@ export interface Endpoint {
   mark: number;
   /** The socket this address was first heard on, as the I/O layer named it: replies go there. */
   readonly via: unknown;
-  /**
-   * A cache slot for the I/O layer, undefined on a new endpoint (an endpoint that takes a
-   * forgotten one's id starts afresh): what it sends to, or a mark that `id`'s entry is valid.
-   */
+  /** A cache slot for the I/O layer (the portable datapath keeps the address it sends to). */
   io: unknown;
 }
 

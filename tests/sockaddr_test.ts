@@ -8,9 +8,13 @@ import {
   formatIPv6,
   parseIPv4,
   parseIPv6,
+  SEND_LENGTH,
+  SEND_WORDS,
+  SendAddresses,
   SOCKADDR_IN6_SIZE,
   SOCKADDR_IN_SIZE,
 } from "../io/sockaddr.ts";
+import { EndpointTable } from "../lib/endpoints.ts";
 
 function v6(text: string): Uint8Array {
   const out = new Uint8Array(16);
@@ -88,5 +92,38 @@ Deno.test("AddressNames caches each address's text and tells families apart", ()
   for (let i = 0; i < 100; i++) {
     encodeSockaddr(`192.168.0.${i}`, 1, AF_INET, slot);
     assert.equal(names.nameOf(slot, words, 0), `192.168.0.${i}`);
+  }
+});
+
+Deno.test("SendAddresses never sends an endpoint to the address of one that took its id", () => {
+  const table = new EndpointTable(10);
+  const sends = new SendAddresses();
+  const old = table.intern("192.0.2.1", 1000, 0)!;
+  const oldAt = sends.entry(old, AF_INET);
+  assert.equal(sends.words[oldAt + SEND_LENGTH], SOCKADDR_IN_SIZE);
+  const oldWords = sends.words.slice(oldAt, oldAt + SEND_WORDS);
+  // Forgotten by the table while (say) a stale session still holds it; its id goes to another.
+  table.sweep(1);
+  const newcomer = table.intern("198.51.100.2", 2000, 2)!;
+  assert.equal(newcomer.id, old.id, "the id was reused");
+  const at = sends.entry(newcomer, AF_INET);
+  const view = new Uint8Array(sends.words.buffer, at * 4, SOCKADDR_IN_SIZE);
+  assert.equal((view[2] << 8) | view[3], 2000, "the newcomer is encoded with its own port");
+  assert.deepEqual([...view.subarray(4, 8)], [198, 51, 100, 2]);
+  // The stale holder asks again: it gets its own address back, not the newcomer's.
+  const again = sends.entry(old, AF_INET);
+  assert.deepEqual(sends.words.slice(again, again + SEND_WORDS), oldWords);
+});
+
+Deno.test("SendAddresses grows past its first 1,024 ids and keeps earlier entries", () => {
+  const table = new EndpointTable(5000);
+  const sends = new SendAddresses();
+  const endpoints = Array.from({ length: 3000 }, (_, i) => table.intern("::1", 1 + i, 0)!);
+  for (const e of endpoints) sends.entry(e, AF_INET6);
+  for (const e of [endpoints[0], endpoints[1500], endpoints[2999]]) {
+    const at = sends.entry(e, AF_INET6);
+    assert.equal(sends.words[at + SEND_LENGTH], SOCKADDR_IN6_SIZE);
+    const view = new Uint8Array(sends.words.buffer, at * 4, SOCKADDR_IN6_SIZE);
+    assert.equal((view[2] << 8) | view[3], e.port);
   }
 });
