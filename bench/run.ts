@@ -13,7 +13,8 @@
  *   deno task bench --quick    a smoke run for CI (under a minute, shorter and smaller)
  *   options: --rounds N, --seconds S, --datapath linux|deno|auto, --log-level L,
  *            --v8-flags F (for the bridge), --json FILE,
- *            --only fwd,keys,sessions,latency,deno,tunnel
+ *            --only fwd,keys,sessions,latency,deno,tunnel,
+ *            --reference "CMD {port}" (another reference relay, e.g. a C forwarder)
  *
  * Nothing here asserts a speed: it reports.
  *
@@ -26,11 +27,13 @@ import {
   freePort,
   loadgen,
   randomKeys,
+  referenceName,
   type Service,
   startBridge,
   startReference,
   startSink,
   stopAll,
+  useReferenceCommand,
 } from "./procs.ts";
 import { tunnelBench } from "./tunnel.ts";
 
@@ -557,6 +560,7 @@ async function main(): Promise<void> {
       datapath: { type: "string", default: "linux" },
       "log-level": { type: "string", default: "warn" },
       "v8-flags": { type: "string" },
+      reference: { type: "string" },
       json: { type: "string" },
       only: { type: "string" },
     },
@@ -578,6 +582,7 @@ async function main(): Promise<void> {
     dir,
   };
   const started = performance.now();
+  if (values.reference) useReferenceCommand(values.reference);
   const about = await machine();
   console.log(`wg-bridge bench${quick ? " (quick)" : ""}: ${new Date().toISOString()}, ${about}`);
   console.log(
@@ -585,6 +590,7 @@ async function main(): Promise<void> {
       (plan.v8Flags ? `, --v8-flags=${plan.v8Flags}` : "") + "; " +
       `every process shares the same cores, figures are medians of alternating rounds`,
   );
+  console.log(`reference relay: ${referenceName()}`);
   freePort(); // Fails early without --allow-net.
   const stop = () => {
     stopAll().finally(() => Deno.exit(130));

@@ -22,6 +22,7 @@ import {
   type WgNode,
   withLab,
 } from "../tests/support/netns.ts";
+import { referenceArgv } from "./procs.ts";
 import type { Row } from "./run.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -83,16 +84,7 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
       "-k",
       `${a.publicKey},${b.publicKey}`,
     ], ROOT);
-    lab.spawn(br, "reference", [
-      Deno.execPath(),
-      "run",
-      "--allow-ffi",
-      new URL("bench/reference_relay.ts", ROOT).pathname,
-      "--port",
-      String(REFERENCE_PORT),
-      "--bind",
-      "0.0.0.0",
-    ], ROOT);
+    lab.spawn(br, "reference", referenceArgv(REFERENCE_PORT, "0.0.0.0"), ROOT);
     await until(
       "the relays to bind",
       30_000,
