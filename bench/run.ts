@@ -465,14 +465,17 @@ async function latency(plan: Plan): Promise<void> {
   const b = median(bridgeP99), ref = median(refP99);
   const extra = median(bridgeP99.map((x, i) => x - refP99[i]));
   report({
-    target: `6 latency: one-way p99 at ${2 * perDirection} pkt/s, bridge minus reference`,
+    // One short round in --quick: p99 swings by hundreds of µs between rounds (BENCHMARKS.md),
+    // so the smoke reports it without a verdict.
+    target: `6 latency: one-way p99 at ${2 * perDirection} pkt/s, bridge minus reference` +
+      (plan.quick ? " (smoke: one round)" : ""),
     unit: "µs",
     bridge: b,
     reference: ref,
     referenceName: "reference relay",
     ratio: extra,
     ratioText: `${extra >= 0 ? "+" : ""}${Math.round(extra)} µs`,
-    goal: "<= +100 µs",
+    goal: plan.quick ? "none" : "<= +100 µs",
     met: extra <= 100,
     detail: { bridgeRounds: bridgeP99, referenceRounds: refP99 },
   });
