@@ -90,6 +90,25 @@ function num(x: unknown): number {
   return typeof x === "number" ? x : Number(x ?? 0);
 }
 
+/**
+ * Load-generator arguments for a run against the relay on loopback `port`: `pairs` and `size`
+ * when given, `seconds` of traffic, then any `extra` flags.
+ */
+function loadArgs(
+  port: number,
+  o: { pairs?: number; size?: number; seconds: number; extra?: string[] },
+): string[] {
+  return [
+    "--relay",
+    `127.0.0.1:${port}`,
+    ...(o.pairs === undefined ? [] : ["--pairs", String(o.pairs)]),
+    ...(o.size === undefined ? [] : ["--size", String(o.size)]),
+    "--duration",
+    String(o.seconds),
+    ...(o.extra ?? []),
+  ];
+}
+
 function report(row: Row): void {
   rows.push(row);
   const mark = row.goal === "none" ? "   " : row.met ? "ok " : "SHORT";
@@ -122,16 +141,7 @@ async function forwarding(plan: Plan, size: number, pairs: number): Promise<void
   try {
     for (let r = 0; r < plan.rounds; r++) {
       const roundKeys = keys.slice(2 * pairs * r, 2 * pairs * (r + 1));
-      const args = (port: number) => [
-        "--relay",
-        `127.0.0.1:${port}`,
-        "--pairs",
-        String(pairs),
-        "--size",
-        String(size),
-        "--duration",
-        String(plan.seconds),
-      ];
+      const args = (port: number) => loadArgs(port, { pairs, size, seconds: plan.seconds });
       const order = r % 2 === 0 ? ["ref", "bridge"] : ["bridge", "ref"];
       for (const which of order) {
         const port = which === "ref" ? reference.port : bridge.port;
@@ -146,17 +156,7 @@ async function forwarding(plan: Plan, size: number, pairs: number): Promise<void
   }
   const sink = await startSink(plan.seconds + 1);
   const raw = await loadgen(
-    [
-      "--relay",
-      `127.0.0.1:${sink.port}`,
-      "--raw",
-      "--pairs",
-      String(pairs),
-      "--size",
-      String(size),
-      "--duration",
-      String(plan.seconds),
-    ],
+    loadArgs(sink.port, { pairs, size, seconds: plan.seconds, extra: ["--raw"] }),
     undefined,
     plan.dir,
     60_000,
@@ -202,15 +202,7 @@ async function handshakes(plan: Plan): Promise<void> {
   const small: Record<string, unknown>[] = [], large: Record<string, unknown>[] = [];
   const refs: Record<string, unknown>[] = [];
   for (let r = 0; r < rounds; r++) {
-    const args = (port: number) => [
-      "--relay",
-      `127.0.0.1:${port}`,
-      "--pairs",
-      String(pairs),
-      "--handshakes-only",
-      "--duration",
-      String(seconds),
-    ];
+    const args = (port: number) => loadArgs(port, { pairs, seconds, extra: ["--handshakes-only"] });
     const keys = randomKeys(2 * pairs);
     for (const which of r % 2 === 0 ? ["small", "large"] : ["large", "small"]) {
       const all = which === "small" ? keys : [...keys, ...randomKeys(extra)];
@@ -284,20 +276,18 @@ async function sessions(plan: Plan): Promise<void> {
   );
   const fewKeys = randomKeys(2 * pairs), bigKeys = randomKeys(2 * pairs);
   const repeat = plan.quick ? 1 : plan.rounds;
-  const args = (port: number, sessionsPerPair: number) => [
-    "--relay",
-    `127.0.0.1:${port}`,
-    "--pairs",
-    String(pairs),
-    "--sessions-per-pair",
-    String(sessionsPerPair),
-    "--size",
-    String(size),
-    "--duration",
-    String(plan.seconds),
-    "--hs-timeout",
-    String(plan.quick ? 20 : 60),
-  ];
+  const args = (port: number, sessionsPerPair: number) =>
+    loadArgs(port, {
+      pairs,
+      size,
+      seconds: plan.seconds,
+      extra: [
+        "--sessions-per-pair",
+        String(sessionsPerPair),
+        "--hs-timeout",
+        plan.quick ? "20" : "60",
+      ],
+    });
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const rounds = (x: Record<string, unknown>) => (x.rounds_pps as number[]) ?? [];
   let few: Record<string, unknown>, many: Record<string, unknown>;
@@ -433,23 +423,15 @@ async function latency(plan: Plan): Promise<void> {
     const warmKeys = keys.slice(2 * rounds);
     for (const port of [reference.port, bridge.port]) {
       await loadgen(
-        ["--relay", `127.0.0.1:${port}`, "--size", String(size), "--duration", "1"],
+        loadArgs(port, { size, seconds: 1 }),
         warmKeys,
         plan.dir,
         60_000,
       );
     }
     for (let r = 0; r < rounds; r++) {
-      const args = (port: number) => [
-        "--relay",
-        `127.0.0.1:${port}`,
-        "--size",
-        String(size),
-        "--rate",
-        String(perDirection),
-        "--duration",
-        String(seconds),
-      ];
+      const args = (port: number) =>
+        loadArgs(port, { size, seconds, extra: ["--rate", String(perDirection)] });
       const roundKeys = keys.slice(2 * r, 2 * r + 2);
       for (const which of r % 2 === 0 ? ["ref", "bridge"] : ["bridge", "ref"]) {
         const port = which === "ref" ? reference.port : bridge.port;
@@ -491,16 +473,7 @@ async function portable(plan: Plan): Promise<void> {
   const bridge = await startBridge({ keys, ...plan, datapath: "deno" });
   let ref: Record<string, unknown>, deno: Record<string, unknown>;
   try {
-    const args = (port: number) => [
-      "--relay",
-      `127.0.0.1:${port}`,
-      "--pairs",
-      String(pairs),
-      "--size",
-      String(size),
-      "--duration",
-      String(plan.seconds),
-    ];
+    const args = (port: number) => loadArgs(port, { pairs, size, seconds: plan.seconds });
     ref = await loadgen(args(reference.port), keys.slice(0, 2 * pairs), plan.dir, 60_000);
     deno = await loadgen(args(bridge.port), keys.slice(2 * pairs), plan.dir, 60_000);
   } finally {
