@@ -27,8 +27,21 @@ export interface Endpoint {
   readonly family: 4 | 6;
   /** Rate-limit bucket: the IPv4 address, or the IPv6 /64 as WireGuard groups them. */
   readonly rateKey: string;
-  /** Until when the address counts as proven to receive (ms); 0 when never proven. */
+  /**
+   * Until when the address counts as proven to receive (ms); 0 when never proven. Only a
+   * handshake carrying a valid mac2 under a cookie the bridge issued to this exact address sets
+   * it (or a NAT rebinding of a proven session side within its IPv4 address or IPv6 /64):
+   * indices and counters are chosen by whoever sends them, so no other packet proves anything.
+   */
   provenUntil: number;
+  /**
+   * Bytes this address may still be sent while unproven: what it sent that the bridge used,
+   * less what the bridge sent it. A spoofer who names a victim's address therefore makes the
+   * bridge send the victim no more than the spoofer sent, which it could have sent directly.
+   */
+  credit: number;
+  /** Session sides that point here: an endpoint in use by a session is never forgotten. */
+  sessionRefs: number;
   /** Id of the configured key last learned to live here, or -1. */
   keyId: number;
   /** Id of the key this source's last initiation named (a hint for mac1 checks), or -1. */
@@ -103,6 +116,22 @@ export class EndpointTable {
   }
 
   /**
+   * Some endpoint at the same host (IP address), any port, preferring one that hosts a key:
+   * a peer whose NAT gave it a new port is usually still at its host, so its old endpoint's
+   * hints find its key without a full scan.
+   */
+  atHost(host: string): Endpoint | undefined {
+    const entry = this.#byHost.get(normalizeHost(host));
+    if (entry === undefined || !(entry instanceof Map)) return entry;
+    let any: Endpoint | undefined;
+    for (const endpoint of entry.values()) {
+      if (endpoint.keyId >= 0) return endpoint;
+      any ??= endpoint;
+    }
+    return any;
+  }
+
+  /**
    * Finds or creates the endpoint for an address heard on socket `via`; undefined when the
    * table is full.
    */
@@ -127,6 +156,8 @@ export class EndpointTable {
       family,
       rateKey: family === 4 ? normal : ipv6Prefix64(normal),
       provenUntil: 0,
+      credit: 0,
+      sessionRefs: 0,
       keyId: -1,
       lastNamedKeyId: -1,
       pendingCount: 0,
@@ -157,7 +188,8 @@ export class EndpointTable {
   /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
   sweep(now: number): number {
     const before = this.#size;
-    const expired = (e: Endpoint) => e.keepUntil < now && e.pendingCount === 0;
+    const expired = (e: Endpoint) =>
+      e.keepUntil < now && e.pendingCount === 0 && e.sessionRefs === 0 && e.keyId < 0;
     for (const [host, entry] of this.#byHost) {
       if (!(entry instanceof Map)) {
         if (expired(entry)) this.#forget(host, entry);
@@ -183,6 +215,17 @@ export class EndpointTable {
     this.#freeIds.push(endpoint.id);
     this.#size--;
   }
+}
+
+/**
+ * The most credit an unproven address can hold. The guarantee (never more bytes out than in)
+ * holds without a cap; the cap keeps old traffic from paying for a burst much later.
+ */
+export const MAX_CREDIT_BYTES = 1 << 20;
+
+/** Whether two endpoints share an IPv4 address or an IPv6 /64 (how NATs rebind). */
+export function samePrefix(a: Endpoint, b: Endpoint): boolean {
+  return a.rateKey === b.rateKey;
 }
 
 /** Extends how long an endpoint must be kept. */

@@ -2,9 +2,12 @@
  * Handshake messages: initiations, responses and peers' cookie replies.
  *
  * These rules decide who may learn what about whom; SECURITY.md states them and the threats
- * each defeats. In short: an address that has not proven it receives causes at most one packet
- * no larger than its own; a response links a session only when it comes from where its
- * initiation went and its key shares a group with the initiation's target.
+ * each defeats. In short: only a valid mac2 under our own cookie proves that an address
+ * receives; towards any other address the bridge sends no more bytes than it got from there
+ * (its credit), at most one packet per packet and never a broadcast; a session links only two
+ * keys that share a group; an unproven address is challenged (a cookie reply instead of a
+ * forward) when the bridge is under load, when its handshake would need a broadcast, and at a
+ * rekey, when its peers lose nothing by answering.
  *
  * @module
  */
@@ -25,7 +28,12 @@ import type { PeerKey } from "./keys.ts";
 import { mac1Offset } from "./mac.ts";
 import { readU32 } from "./messages.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { describeSideOf, type RelayDecision, type RelayState } from "./relay_state.ts";
+import {
+  describeSideOf,
+  PROOF_RENEW_MS,
+  type RelayDecision,
+  type RelayState,
+} from "./relay_state.ts";
 import type { DropReason } from "./stats.ts";
 
 /** The rate-limit key of an address the table does not hold. */
@@ -34,35 +42,77 @@ function rateKeyOf(host: string): string {
   return normal.includes(":") ? ipv6Prefix64(normal) : normal;
 }
 
-/** Rate limit, then replay: both before any MAC work beyond what found the packet's type. */
-function admit(
-  state: RelayState,
-  packet: Uint8Array,
-  source: Endpoint | undefined,
-  host: string,
-  now: number,
-): DropReason | undefined {
-  if (!state.limiter.allow(source?.rateKey ?? rateKeyOf(host), now)) return "rate-limited";
-  if (state.replay.has(ReplayFilter.fingerprint(packet, mac1Offset(packet)), now)) return "replay";
-  return undefined;
+/** What the bridge knows about a handshake message's source once its MACs are checked. */
+interface Admission {
+  /** It carried a valid mac2 under our cookie for its address. */
+  carriesOurMac2: boolean;
+  /** Its address is proven (by this mac2 or an earlier one). */
+  proven: boolean;
+  /** The bridge is under load. */
+  loaded: boolean;
 }
 
-function remember(state: RelayState, packet: Uint8Array, now: number): void {
-  state.replay.add(ReplayFilter.fingerprint(packet, mac1Offset(packet)), now);
+const admission: Admission = { carriesOurMac2: false, proven: false, loaded: false };
+
+function fingerprint(packet: Uint8Array): number {
+  return ReplayFilter.fingerprint(packet, mac1Offset(packet));
 }
 
-/** Checks mac2 against our cookie; a valid one proves the source and is zeroed (it is ours). */
-function checkOurMac2(
+/** Whether our mac2 is on the packet (a peer's own cookie's mac2 is left alone). */
+function carriesOurMac2(
   state: RelayState,
   packet: Uint8Array,
   host: string,
   port: number,
   now: number,
 ): boolean {
-  if (state.cookies.checkMac2(packet, host, port, now) !== "valid") return false;
+  return state.cookies.checkMac2(packet, host, port, now) === "valid";
+}
+
+/** Zeroes our mac2 before forwarding: the peer cannot check a MAC under our cookie. */
+function zeroMac2(packet: Uint8Array): void {
   const mac2At = mac1Offset(packet) + MAC_SIZE;
   packet.fill(0, mac2At, mac2At + MAC_SIZE);
-  return true;
+}
+
+/**
+ * The load gate, passed only by a packet that could be genuine (its mac1 names a key): it
+ * counts towards the bridge's load, and under load it is charged to its source's bucket, a
+ * bucket apart for proven sources. Returns a drop reason, or undefined with `admission` set.
+ */
+function admit(
+  state: RelayState,
+  source: Endpoint | undefined,
+  host: string,
+  ours: boolean,
+  now: number,
+): DropReason | undefined {
+  const proven = ours || (source !== undefined && source.provenUntil >= now);
+  const loaded = state.underLoad(now);
+  if (loaded) {
+    const limiter = proven ? state.provenLimiter : state.limiter;
+    if (!limiter.allow(source?.rateKey ?? rateKeyOf(host), now)) return "rate-limited";
+  }
+  admission.carriesOurMac2 = ours;
+  admission.proven = proven;
+  admission.loaded = loaded;
+  return undefined;
+}
+
+/**
+ * Whether a handshake message between `a` and `b` from `source` should be answered with a
+ * cookie instead: the source is unproven or its proof ends before the next rekey, the message
+ * did not carry our mac2, and the two keys already have a session to keep using meanwhile.
+ */
+function renewDue(
+  state: RelayState,
+  source: Endpoint | undefined,
+  a: PeerKey | undefined,
+  b: PeerKey,
+  now: number,
+): boolean {
+  if (admission.carriesOurMac2 || a === undefined || !state.isLivePair(a, b, now)) return false;
+  return source === undefined || source.provenUntil < now + PROOF_RENEW_MS;
 }
 
 /** Handles an initiation: forward it towards the key its mac1 names, or challenge its source. */
@@ -74,37 +124,46 @@ export function relayInitiation(
   now: number,
 ): RelayDecision {
   let source = state.endpoints.find(host, port);
-  const refused = admit(state, packet, source, host, now);
-  if (refused) return state.drop(refused);
+  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
   if (state.table.inUse(readU32(packet, OFFSET_SENDER_INDEX))) return state.drop("index-collision");
-  const target = state.matcher.initiationTarget(packet, source, now);
+  const ours = carriesOurMac2(state, packet, host, port, now);
+  const neighbour = source === undefined ? state.endpoints.atHost(host) : undefined;
+  const target = state.matcher.initiationTarget(packet, source, neighbour, ours, now);
   if (typeof target === "string") return state.drop(target);
   const own = source && state.directory.keyAt(source, now);
   if (own && !state.registry.shareGroup(own, target)) return state.drop("no-shared-group");
-  remember(state, packet, now);
-  const provenByCookie = checkOurMac2(state, packet, host, port, now);
-  const proven = provenByCookie || (source !== undefined && source.provenUntil >= now);
-  if (proven) {
+  const refused = admit(state, source, host, ours, now);
+  if (refused) return state.drop(refused);
+  state.replay.add(fingerprint(packet), now);
+  if (ours) {
+    zeroMac2(packet);
     source ??= state.internSource(host, port, now);
     if (source === undefined) return state.drop("table-full");
     state.prove(source, now);
-    state.directory.addCandidate(target, source, now);
   }
+  if (admission.proven && source) state.directory.addCandidate(target, source, now);
   const d = state.decision;
   const located = state.directory.locate(target, now);
   let count = 0;
   if (located === undefined) {
-    count = state.directory.candidatesFor(target, source, now, d.targets, d.targets.length);
+    if (admission.proven) {
+      count = state.directory.candidatesFor(target, source, now, d.targets, d.targets.length);
+    }
   } else if (located !== source) {
     d.targets[0] = located;
     count = 1;
   }
-  // An unproven source may cause at most one packet no larger than its own: one copy to a
-  // proven address, or else a cookie reply that makes it prove its address. It must also not
-  // fill the pending table that real peers need, so past half of it every unproven source is
-  // asked to prove itself first.
+  // An unproven source gets one copy to one address, never a broadcast; and it must not fill
+  // the pending table that real peers need, so under load or past half of it every unproven
+  // source is asked to prove itself first.
   const crowded = state.table.pendingCount >= state.options.maxPending / 2;
-  if (!proven && (count !== 1 || crowded)) return challenge(state, packet, host, port, target, now);
+  const unproven = !admission.proven;
+  if (
+    (unproven && (admission.loaded || crowded || count !== 1)) ||
+    renewDue(state, source, own, target, now)
+  ) {
+    return challenge(state, packet, host, port, target, now);
+  }
   if (count === 0) return state.drop("no-target");
   if (count > 1 && !state.broadcastBudget.take(now, count)) return state.drop("broadcast-budget");
   return forwardInitiation(state, packet, host, port, target, count, located !== undefined, now);
@@ -123,6 +182,10 @@ function forwardInitiation(
   const d = state.decision;
   const initiator = state.internSource(host, port, now);
   if (initiator === undefined) return state.drop("table-full");
+  // Only a directed copy can go to an unproven address (a located peer that got in on first
+  // contact); broadcast candidates are proven.
+  if (count === 1 && !state.spend(d.targets[0], packet.length, now)) return state.drop("no-credit");
+  state.credit(initiator, packet.length);
   const pending: PendingHandshake = {
     index: readU32(packet, OFFSET_SENDER_INDEX),
     initiator,
@@ -130,7 +193,7 @@ function forwardInitiation(
     forwardedTo: d.targets.slice(0, count),
     createdAt: now,
   };
-  if (state.table.addPending(pending) === false) return state.drop("pending-per-source");
+  state.table.addPending(pending);
   initiator.lastNamedKeyId = target.id;
   for (let i = 0; i < count; i++) {
     state.countTx(MESSAGE_INITIATION_TYPE, d.targets[i], packet.length);
@@ -151,17 +214,21 @@ function forwardInitiation(
   return d;
 }
 
-/** Answers with a cookie reply: the source proves its address with mac2 on its next try. */
+/**
+ * Answers with a cookie reply for `named` (the key the packet's mac1 names): the source proves
+ * its address with mac2 on its next try. 64 bytes in answer to a 148- or 92-byte message, so
+ * the reply never amplifies.
+ */
 function challenge(
   state: RelayState,
   packet: Uint8Array,
   host: string,
   port: number,
-  target: PeerKey,
+  named: PeerKey,
   now: number,
 ): RelayDecision {
   if (!state.cookieBudget.take(now)) return state.drop("rate-limited");
-  state.cookies.writeReply(packet, host, port, target.mac, now, state.cookieReply);
+  state.cookies.writeReply(packet, host, port, named.mac, now, state.cookieReply);
   const d = state.decision;
   d.payload = state.cookieReply;
   d.action = "reply";
@@ -172,7 +239,7 @@ function challenge(
     state.events.push({
       type: "cookie-sent",
       to: formatEndpoint({ host: normalizeHost(host), port }),
-      target: target.name,
+      target: named.name,
     });
   }
   return d;
@@ -187,8 +254,7 @@ export function relayResponse(
   now: number,
 ): RelayDecision {
   const source = state.endpoints.find(host, port);
-  const refused = admit(state, packet, source, host, now);
-  if (refused) return state.drop(refused);
+  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
   const pending = state.table.pending(readU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX), now);
   if (pending === undefined) return state.drop("unknown-index");
   // Only an address the initiation was sent to can know its index: anything else is a forgery
@@ -199,12 +265,27 @@ export function relayResponse(
   if (source === pending.initiator) return state.drop("self-link");
   const responderIndex = readU32(packet, OFFSET_SENDER_INDEX);
   if (state.table.inUse(responderIndex)) return state.drop("index-collision");
+  const ours = carriesOurMac2(state, packet, host, port, now);
   const initiatorKey = state.matcher.responseKey(packet, pending.initiator, pending.target, now);
   // The response's mac1 names the initiator; if no key sharing a group with the responder
   // matches, the two may not talk here (or the mac1 is forged): no session either way.
   if (initiatorKey === undefined) return state.drop("no-shared-group");
-  remember(state, packet, now);
-  checkOurMac2(state, packet, host, port, now);
+  const refused = admit(state, source, host, ours, now);
+  if (refused) return state.drop(refused);
+  if (
+    (!admission.proven && admission.loaded) ||
+    renewDue(state, source, initiatorKey, pending.target, now)
+  ) {
+    // The initiator retries within 5 s and the responder's next response carries our mac2.
+    return challenge(state, packet, host, port, initiatorKey, now);
+  }
+  if (!state.spend(pending.initiator, packet.length, now)) return state.drop("no-credit");
+  state.replay.add(fingerprint(packet), now);
+  if (ours) {
+    zeroMac2(packet);
+    state.prove(source, now);
+  }
+  state.credit(source, packet.length);
   const slot = state.table.linkSlot(
     pending,
     responderIndex,
@@ -213,8 +294,7 @@ export function relayResponse(
     now,
     (evicted) => state.ended(evicted, "evicted"),
   );
-  state.prove(source, now);
-  state.directory.learn(pending.target, source, now);
+  state.directory.learn(pending.target, source, now, responderIndex);
   state.stats.sessionsLinked++;
   if (state.recordEvents) {
     state.events.push({
@@ -228,7 +308,9 @@ export function relayResponse(
 
 /**
  * A peer under load answered with a cookie reply. It goes to the one address that sent the
- * message it answers, and only if it comes from where that message was sent.
+ * message it answers, only if it comes from where that message was sent, and within that
+ * address's credit. Nothing is charged before those checks: packets of this shape from
+ * anywhere else cost the bridge one table lookup and nobody any budget.
  */
 export function relayCookieReply(
   state: RelayState,
@@ -238,20 +320,24 @@ export function relayCookieReply(
   now: number,
 ): RelayDecision {
   const source = state.endpoints.find(host, port);
-  if (!state.limiter.allow(source?.rateKey ?? rateKeyOf(host), now)) {
-    return state.drop("rate-limited");
-  }
+  if (source === undefined) return state.drop("unexpected-source");
   const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
   const pending = state.table.pending(receiver, now);
+  let target: Endpoint;
   if (pending) {
-    if (source === undefined || !pending.forwardedTo.includes(source)) {
-      return state.drop("unexpected-source");
-    }
-    return state.forward(MESSAGE_COOKIE_REPLY_TYPE, pending.initiator);
+    if (!pending.forwardedTo.includes(source)) return state.drop("unexpected-source");
+    target = pending.initiator;
+  } else {
+    const table = state.table;
+    const side = table.sideOf(receiver);
+    if (side < 0 || table.expiresAt(table.slotOf(side)) < now) return state.drop("unknown-index");
+    if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
+    target = table.endpointOf(side);
   }
-  const table = state.table;
-  const side = table.sideOf(receiver);
-  if (side < 0 || table.expiresAt(table.slotOf(side)) < now) return state.drop("unknown-index");
-  if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
-  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, table.endpointOf(side));
+  if (state.underLoad(now) && !state.limiter.allow(source.rateKey, now)) {
+    return state.drop("rate-limited");
+  }
+  if (!state.spend(target, packet.length, now)) return state.drop("no-credit");
+  state.credit(source, packet.length);
+  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, target);
 }

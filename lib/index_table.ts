@@ -220,6 +220,10 @@ class SideView implements SessionSide {
     return this.#get("endpoint");
   }
   set endpoint(e: Endpoint) {
+    if (!this.#frozen) {
+      this.#get<Endpoint>("endpoint").sessionRefs--;
+      e.sessionRefs++;
+    }
     this.#set("endpoint", e);
   }
   get key(): PeerKey {
@@ -548,7 +552,10 @@ export class IndexTable {
 
   /** Moves a side to a new address. */
   setEndpoint(side: number, endpoint: Endpoint): void {
-    this.#columns.endpoint[side] = endpoint;
+    const column = this.#columns.endpoint;
+    column[side]!.sessionRefs--;
+    endpoint.sessionRefs++;
+    column[side] = endpoint;
   }
 
   /** A side's configured key. */
@@ -651,12 +658,21 @@ export class IndexTable {
   }
 
   /**
-   * Records a pending handshake. Returns the evicted oldest one when the table was full, or
-   * false when the source already has its share (the caller drops the new initiation).
+   * Records a pending handshake. Returns the evicted one: the source's own oldest when it
+   * already has its share, else the oldest of all when the table was full. Evicting the oldest
+   * rather than refusing the newest means a spoofer sending initiations "from" a peer's address
+   * cannot keep that peer's own new handshake out: the peer's newest always gets in.
    */
-  addPending(p: PendingHandshake): PendingHandshake | undefined | false {
-    if (p.initiator.pendingCount >= this.limits.maxPendingPerSource) return false;
+  addPending(p: PendingHandshake): PendingHandshake | undefined {
     let evicted: PendingHandshake | undefined;
+    if (p.initiator.pendingCount >= this.limits.maxPendingPerSource) {
+      for (const q of this.#pending.values()) {
+        if (q.initiator !== p.initiator) continue;
+        this.#dropPending(q);
+        evicted = q;
+        break;
+      }
+    }
     if (this.#pending.size >= this.limits.maxPending) {
       evicted = this.#pending.values().next().value!;
       this.#dropPending(evicted);
@@ -704,6 +720,8 @@ export class IndexTable {
     c.index[r] = responderIndex;
     c.endpoint[i] = p.initiator;
     c.endpoint[r] = responder;
+    p.initiator.sessionRefs++;
+    responder.sessionRefs++;
     c.key[i] = initiatorKey;
     c.key[r] = p.target;
     c.counterHigh[i] =
@@ -774,6 +792,8 @@ export class IndexTable {
   removeSlot(slot: number): void {
     const c = this.#columns;
     if (c.state[slot] === FREE) return;
+    c.endpoint[2 * slot]!.sessionRefs--;
+    c.endpoint[2 * slot + 1]!.sessionRefs--;
     this.#hashDelete(c.index[2 * slot]);
     this.#hashDelete(c.index[2 * slot + 1]);
     this.#unlink(slot);

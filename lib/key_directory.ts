@@ -37,6 +37,7 @@ export class KeyDirectory {
   readonly #registry: KeyRegistry;
   readonly #located: (Endpoint | undefined)[];
   readonly #seenAt: Float64Array;
+  readonly #owner: Float64Array;
   readonly #candidates: Map<Endpoint, number>[];
   readonly #maxCandidates: number;
   #mark = 0;
@@ -46,32 +47,48 @@ export class KeyDirectory {
     this.#registry = registry;
     this.#located = new Array(registry.keys.length).fill(undefined);
     this.#seenAt = new Float64Array(registry.keys.length);
+    this.#owner = new Float64Array(registry.keys.length).fill(-1);
     this.#candidates = registry.groups.map(() => new Map());
     this.#maxCandidates = maxCandidates;
   }
 
   /**
-   * Records that `key` lives at `endpoint` (from a completed handshake or a roam). Returns false
-   * when it refuses: a key whose current address is proven and has spoken within
-   * {@link LOCATION_QUIET_MS} keeps it. The bridge cannot check a handshake's cryptography, so
-   * two addresses of someone who merely knows a group's public keys can play a whole handshake
-   * between themselves naming any key; this rule stops that from stealing a live peer's
-   * location. A peer that really moved goes quiet at its old address at once (or roams there
-   * with `force`, proven by its own session's counter), so it is followed within seconds.
+   * Records that `key` lives at `endpoint` (from a completed handshake or a roam), learned from
+   * the session side whose index is `owner` (-1: none). Returns false when it refuses:
+   *
+   * - a key whose current address has spoken within {@link LOCATION_QUIET_MS} keeps it, unless
+   *   `force` (the side that established that location roamed, proven by its own counter). The
+   *   bridge cannot check a handshake's cryptography, so someone who merely knows a group's
+   *   public keys can play a whole handshake between two addresses of their own naming any key;
+   *   this rule stops that from stealing a live peer's location;
+   * - an endpoint that hosts another key, fresh, is never taken over: one address is one
+   *   WireGuard interface, so a session of another key "arriving" there is a forgery, and
+   *   letting it re-assign the address would silently un-locate the live peer.
    */
-  learn(key: PeerKey, endpoint: Endpoint, now: number, force = false): boolean {
+  learn(key: PeerKey, endpoint: Endpoint, now: number, owner = -1, force = false): boolean {
     const previous = this.#located[key.id];
+    const resident = this.keyAt(endpoint, now);
+    if (resident !== undefined && resident !== key) return false;
     if (previous !== endpoint && previous !== undefined && !force) {
-      const busy = this.#seenAt[key.id] + LOCATION_QUIET_MS > now && previous.provenUntil >= now;
+      const busy = this.#seenAt[key.id] + LOCATION_QUIET_MS > now;
       if (busy && previous.keyId === key.id) return false;
     }
     if (previous && previous !== endpoint && previous.keyId === key.id) previous.keyId = -1;
+    if (previous !== endpoint || owner >= 0) this.#owner[key.id] = owner;
     this.#located[key.id] = endpoint;
     this.#seenAt[key.id] = now;
     endpoint.keyId = key.id;
-    keepEndpoint(endpoint, now + KEY_ADDRESS_TTL_MS);
     for (const g of key.groups) this.#candidates[g].delete(endpoint);
     return true;
+  }
+
+  /**
+   * The index of the session side whose handshake or roam put `key` where it is (-1: none).
+   * Only that side's roams carry the location along: a forged session roamed onto a live
+   * peer's address does not own the location it passes through.
+   */
+  ownerOf(key: PeerKey): number {
+    return this.#owner[key.id];
   }
 
   /**
@@ -79,9 +96,9 @@ export class KeyDirectory {
    * or moves it here once the old location has gone quiet (a peer that re-handshook from a new
    * address while its old one was still fresh).
    */
-  touch(key: PeerKey, endpoint: Endpoint, now: number): void {
+  touch(key: PeerKey, endpoint: Endpoint, now: number, owner: number): void {
     if (this.#located[key.id] === endpoint) this.#seenAt[key.id] = now;
-    else this.learn(key, endpoint, now);
+    else this.learn(key, endpoint, now, owner);
   }
 
   /** Where `key` was last located, fresh or not (for the roaming rule). */
@@ -89,11 +106,14 @@ export class KeyDirectory {
     return this.#located[key.id];
   }
 
-  /** The key's proven, fresh address, if any. */
+  /**
+   * The key's fresh address, if any. It may be unproven (a peer that got in on first contact):
+   * what is sent there is then held to the address's byte credit.
+   */
   locate(key: PeerKey, now: number): Endpoint | undefined {
     const endpoint = this.#located[key.id];
     if (!endpoint || this.#seenAt[key.id] + KEY_ADDRESS_TTL_MS < now) return undefined;
-    if (endpoint.provenUntil < now || endpoint.keyId !== key.id) return undefined;
+    if (endpoint.keyId !== key.id) return undefined;
     return endpoint;
   }
 
@@ -149,8 +169,15 @@ export class KeyDirectory {
     return count;
   }
 
-  /** Forgets expired candidates. */
+  /** Forgets expired candidates and stale locations (so their endpoints can go). */
   sweep(now: number): void {
+    for (let id = 0; id < this.#located.length; id++) {
+      const endpoint = this.#located[id];
+      if (endpoint === undefined || this.#seenAt[id] + KEY_ADDRESS_TTL_MS >= now) continue;
+      if (endpoint.keyId === id) endpoint.keyId = -1;
+      this.#located[id] = undefined;
+      this.#owner[id] = -1;
+    }
     for (const candidates of this.#candidates) {
       for (const [endpoint, expiresAt] of candidates) {
         if (expiresAt < now) candidates.delete(endpoint);

@@ -27,8 +27,16 @@ export class KeyMatcher {
   readonly #directory: KeyDirectory;
   readonly #stats: RelayStats;
   readonly #scanBudget: TokenBucket;
+  readonly #knownBudget: TokenBucket;
+  readonly #provenBudget: TokenBucket;
 
-  /** `scanBudget` is the number of MAC computations per second that full scans may spend. */
+  /**
+   * `scanBudget` is the number of MAC computations per second that scans may spend, in each of
+   * three pools: packets that carry our mac2 (their source answered a challenge), packets from
+   * hosts the bridge knows (a key lives there: NAT rebinding, a second peer of a known NAT),
+   * and everything else. Garbage from random spoofed sources then drains only the last, and a
+   * spoofer of known hosts only the second; neither can keep out a peer that answered a cookie.
+   */
   constructor(
     registry: KeyRegistry,
     directory: KeyDirectory,
@@ -40,6 +48,8 @@ export class KeyMatcher {
     this.#directory = directory;
     this.#stats = stats;
     this.#scanBudget = new TokenBucket(scanBudget, scanBudget, now);
+    this.#knownBudget = new TokenBucket(scanBudget, scanBudget, now);
+    this.#provenBudget = new TokenBucket(scanBudget, scanBudget, now);
   }
 
   #try(packet: Uint8Array, key: PeerKey): boolean {
@@ -47,37 +57,63 @@ export class KeyMatcher {
     return verifyMac1(packet, key.mac) === "valid";
   }
 
+  /** Tries the keys that share a group with `key`, `key` itself excluded. */
   #tryGroupsOf(packet: Uint8Array, key: PeerKey): PeerKey | undefined {
     const { keys, groups } = this.#registry;
     for (const g of key.groups) {
       for (const id of groups[g].members) {
-        if (this.#try(packet, keys[id])) return keys[id];
+        if (id !== key.id && this.#try(packet, keys[id])) return keys[id];
       }
     }
     return undefined;
   }
 
-  /** The key an initiation from `source` (undefined: an address never seen) is for. */
+  /** How many MACs a scan of `key`'s groups costs. */
+  #groupCost(key: PeerKey): number {
+    let cost = 0;
+    for (const g of key.groups) cost += this.#registry.groups[g].members.length;
+    return cost;
+  }
+
+  /**
+   * The key an initiation is for. `source` is the endpoint it came from (undefined: an address
+   * never seen), `neighbour` another endpoint of the same host, `proven` whether it carried our
+   * valid mac2. One-MAC hints are free; every scan is charged to its pool.
+   */
   initiationTarget(
     packet: Uint8Array,
     source: Endpoint | undefined,
+    neighbour: Endpoint | undefined,
+    proven: boolean,
     now: number,
   ): PeerKey | NoKey {
     const { keys } = this.#registry;
-    if (source) {
-      const hinted = source.lastNamedKeyId >= 0 ? keys[source.lastNamedKeyId] : undefined;
+    for (const hint of [source, neighbour]) {
+      if (hint === undefined || hint.lastNamedKeyId < 0) continue;
+      const hinted = keys[hint.lastNamedKeyId];
       if (hinted && this.#try(packet, hinted)) return hinted;
-      const own = this.#directory.keyAt(source, now);
-      const found = own && this.#tryGroupsOf(packet, own);
+    }
+    const home = source ?? neighbour;
+    const own = home && this.#directory.keyAt(home, now);
+    const pool = proven ? this.#provenBudget : this.#scanBudget;
+    if (own) {
+      if (!(proven ? pool : this.#knownBudget).take(now, this.#groupCost(own))) {
+        return "scan-budget";
+      }
+      const found = this.#tryGroupsOf(packet, own);
       if (found) return found;
     }
-    if (!this.#scanBudget.take(now, keys.length)) return "scan-budget";
+    if (!pool.take(now, keys.length)) return "scan-budget";
     this.#stats.keyScans++;
     for (const key of keys) if (this.#try(packet, key)) return key;
     return "mac1-invalid";
   }
 
-  /** The initiator's key named by a response to an initiation for `target`. */
+  /**
+   * The initiator's key named by a response to an initiation for `target`: only keys that
+   * share a group with `target` are tried, so a response can never link two keys that share
+   * none, whatever the bridge believes lives at the initiator's address.
+   */
   responseKey(
     packet: Uint8Array,
     initiator: Endpoint,
@@ -85,8 +121,11 @@ export class KeyMatcher {
     now: number,
   ): PeerKey | undefined {
     const own = this.#directory.keyAt(initiator, now);
-    if (own && own !== target && this.#try(packet, own)) return own;
-    const found = this.#tryGroupsOf(packet, target);
-    return found === target ? undefined : found;
+    if (
+      own && own !== target && this.#registry.shareGroup(own, target) && this.#try(packet, own)
+    ) {
+      return own;
+    }
+    return this.#tryGroupsOf(packet, target);
   }
 }

@@ -32,7 +32,12 @@ import {
 import type { RelayStats } from "./stats.ts";
 import { relayTransport } from "./transport_path.ts";
 
-export { DEFAULT_RELAY_OPTIONS, PROOF_TTL_MS, RelayDecision } from "./relay_state.ts";
+export {
+  DEFAULT_RELAY_OPTIONS,
+  PROOF_RENEW_MS,
+  PROOF_TTL_MS,
+  RelayDecision,
+} from "./relay_state.ts";
 export type { RelayOptions } from "./relay_state.ts";
 export { ROAM_WINDOW } from "./transport_path.ts";
 
@@ -145,6 +150,10 @@ export class Relay {
     state.directory.sweep(now);
     state.endpoints.sweep(now);
     state.limiter.sweep(now);
+    state.provenLimiter.sweep(now);
+    for (const [pair, until] of state.livePairs) {
+      if (until < now) state.livePairs.delete(pair);
+    }
   }
 
   /**
@@ -172,9 +181,12 @@ export class Relay {
     state.useRegistry(registry, now);
     const sessions = state.table.list();
     for (const session of sessions) {
-      state.directory.learn(session.responder.key, session.responder.endpoint, now);
+      const { initiator, responder } = session;
+      state.directory.learn(responder.key, responder.endpoint, now, responder.index);
       if (session.confirmed) {
-        state.directory.learn(session.initiator.key, session.initiator.endpoint, now);
+        state.directory.learn(initiator.key, initiator.endpoint, now, initiator.index);
+        const pair = state.pairOf(initiator.key, responder.key);
+        state.livePairs.set(pair, Math.max(state.livePairs.get(pair) ?? 0, session.expiresAt));
       }
     }
     return { kept: sessions.length, removed: removed.length };

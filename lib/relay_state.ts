@@ -8,14 +8,19 @@
  * @module
  */
 
-import { MESSAGE_COOKIE_REPLY_SIZE, REJECT_AFTER_TIME_MS } from "./constants.ts";
+import {
+  MESSAGE_COOKIE_REPLY_SIZE,
+  REJECT_AFTER_TIME_MS,
+  REKEY_AFTER_TIME_MS,
+  REKEY_TIMEOUT_MS,
+} from "./constants.ts";
 import { CookieChecker, type RandomSource } from "./cookie.ts";
-import { type Endpoint, EndpointTable, formatEndpoint } from "./endpoints.ts";
+import { type Endpoint, EndpointTable, formatEndpoint, MAX_CREDIT_BYTES } from "./endpoints.ts";
 import type { RelayEvent } from "./events.ts";
 import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
 import { KeyDirectory } from "./key_directory.ts";
 import { KeyMatcher } from "./key_matcher.ts";
-import type { KeyRegistry } from "./keys.ts";
+import type { KeyRegistry, PeerKey } from "./keys.ts";
 import { SourceRateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { type DropReason, RelayStats } from "./stats.ts";
@@ -28,10 +33,19 @@ export interface RelayOptions {
   maxPendingPerSource: number;
   /** Established sessions. */
   maxSessions: number;
-  /** Handshake messages per second from one IPv4 address or IPv6 /64. */
+  /**
+   * Handshake messages per second from one IPv4 address or IPv6 /64, applied only while the
+   * bridge is under load (see {@link RelayOptions.loadRate}), as WireGuard does: many honest
+   * peers behind one NAT must not share one small bucket when nothing is wrong.
+   */
   handshakeRate: number;
-  /** Burst of handshake messages allowed from one source. */
+  /** Burst of handshake messages allowed from one source under load. */
   handshakeBurst: number;
+  /**
+   * Handshake messages per second, all sources together, beyond which the bridge is under
+   * load: per-source limits apply and unproven sources must answer a cookie first.
+   */
+  loadRate: number;
   /** Copies of one initiation sent to candidates when its key is not located. */
   maxBroadcast: number;
   /** Broadcast copies per second, all sources together. */
@@ -49,14 +63,21 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
   maxSessions: 100_000,
   handshakeRate: 20,
   handshakeBurst: 5,
+  loadRate: 2000,
   maxBroadcast: 8,
   broadcastRate: 1000,
   scanBudget: 200_000,
   cookieRate: 1000,
 };
 
-/** How long an address stays proven after its last proof of receiving. */
+/** How long an address stays proven after its last proof of receiving (our mac2). */
 export const PROOF_TTL_MS = REJECT_AFTER_TIME_MS;
+/**
+ * A proven address whose proof ends sooner than this is asked for a fresh mac2 at its next
+ * rekey: WireGuard rekeys every REKEY_AFTER_TIME and retries 5 s later, so a proof renewed at
+ * every rekey never lapses, and the retry costs nothing while the old keys still work.
+ */
+export const PROOF_RENEW_MS = REKEY_AFTER_TIME_MS + 2 * REKEY_TIMEOUT_MS;
 
 /** Why a session left the table. */
 export type SessionEnd = "expired" | "unconfirmed" | "evicted" | "config";
@@ -112,8 +133,16 @@ export class RelayState {
   matcher: KeyMatcher;
   /** Issues and checks our cookies. */
   readonly cookies: CookieChecker;
-  /** Handshake messages per source. */
+  /** Handshake messages per source from unproven sources, under load. */
   readonly limiter: SourceRateLimiter;
+  /**
+   * Handshake messages per source that carry our mac2 or come from a proven address, under
+   * load: a bucket apart, so a spoofer who drains a shared address's bucket with unproven
+   * packets cannot keep out the peers there who answer our cookie.
+   */
+  readonly provenLimiter: SourceRateLimiter;
+  /** Handshake messages, all sources: when empty, the bridge is under load. */
+  readonly load: TokenBucket;
   /** Handshake messages already seen. */
   readonly replay: ReplayFilter;
   /** Broadcast copies, all sources together. */
@@ -133,6 +162,12 @@ export class RelayState {
   recordEvents = true;
   /** The socket the current packet came in on. */
   via: unknown = undefined;
+  /**
+   * Pairs of keys with a confirmed session, and until when (ms). A handshake between such a
+   * pair is a rekey: its peers keep using their current keys while they answer a cookie, so
+   * that is when the bridge challenges an address it has not proven (or whose proof runs low).
+   */
+  readonly livePairs = new Map<number, number>();
 
   /** State for `registry` at time `now`, with `random` for cookie secrets. */
   constructor(registry: KeyRegistry, random: RandomSource, now: number, options: RelayOptions) {
@@ -148,14 +183,33 @@ export class RelayState {
     this.matcher = new KeyMatcher(registry, this.directory, this.stats, o.scanBudget, now);
     this.cookies = new CookieChecker(random);
     this.limiter = new SourceRateLimiter(o.handshakeRate, o.handshakeBurst, 4 * o.maxPending);
+    this.provenLimiter = new SourceRateLimiter(
+      o.handshakeRate,
+      o.handshakeBurst,
+      4 * o.maxPending,
+    );
+    this.load = new TokenBucket(o.loadRate, o.loadRate, now);
     this.replay = new ReplayFilter(REJECT_AFTER_TIME_MS, 8 * o.maxPending, now);
     this.broadcastBudget = new TokenBucket(o.broadcastRate, o.broadcastRate, now);
     this.cookieBudget = new TokenBucket(o.cookieRate, o.cookieRate, now);
     this.decision = new RelayDecision(o.maxBroadcast);
   }
 
+  /** The {@link RelayState.livePairs} key of two keys (in either order). */
+  pairOf(a: PeerKey, b: PeerKey): number {
+    const n = this.registry.keys.length;
+    return a.id < b.id ? a.id * n + b.id : b.id * n + a.id;
+  }
+
+  /** Whether `a` and `b` have a confirmed session now. */
+  isLivePair(a: PeerKey, b: PeerKey, now: number): boolean {
+    const until = this.livePairs.get(this.pairOf(a, b));
+    return until !== undefined && until >= now;
+  }
+
   /** Switches to new keys: a fresh directory and matcher (key ids changed). */
   useRegistry(registry: KeyRegistry, now: number): void {
+    this.livePairs.clear();
     this.registry = registry;
     this.directory = new KeyDirectory(registry, Math.max(16, 2 * this.options.maxBroadcast));
     this.matcher = new KeyMatcher(
@@ -213,9 +267,40 @@ export class RelayState {
     return this.endpoints.intern(host, port, now, this.via);
   }
 
-  /** Marks an address as proven to receive, for {@link PROOF_TTL_MS} from now. */
+  /**
+   * Marks an address as proven to receive, for {@link PROOF_TTL_MS} from now. Only for a valid
+   * mac2 under our cookie for that address: see {@link Endpoint.provenUntil}.
+   */
   prove(endpoint: Endpoint, now: number): void {
     endpoint.provenUntil = Math.max(endpoint.provenUntil, now + PROOF_TTL_MS);
     endpoint.keepUntil = Math.max(endpoint.keepUntil, endpoint.provenUntil);
+  }
+
+  /**
+   * Credits an address with `bytes` it sent that the bridge used. Proven addresses earn credit
+   * too (and spend none), so a peer whose proof lapses between rekeys still gets what it sends.
+   */
+  credit(endpoint: Endpoint, bytes: number): void {
+    const credit = endpoint.credit + bytes;
+    endpoint.credit = credit > MAX_CREDIT_BYTES ? MAX_CREDIT_BYTES : credit;
+  }
+
+  /**
+   * Whether `bytes` may be sent to `target` now, and if so charges its credit: a proven address
+   * takes anything; an unproven one only what it has sent (see {@link Endpoint.credit}).
+   */
+  spend(target: Endpoint, bytes: number, now: number): boolean {
+    if (target.provenUntil >= now) return true;
+    if (target.credit < bytes) return false;
+    target.credit -= bytes;
+    return true;
+  }
+
+  /**
+   * Whether the bridge is under load: more handshake messages than {@link RelayOptions.loadRate}
+   * per second. Each call counts one message.
+   */
+  underLoad(now: number): boolean {
+    return !this.load.take(now);
   }
 }

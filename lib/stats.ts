@@ -17,11 +17,11 @@ export const DROP_REASONS = [
   "no-shared-group",
   "no-target",
   "broadcast-budget",
-  "pending-per-source",
   "table-full",
   "unknown-index",
   "unexpected-source",
   "self-link",
+  "no-credit",
   "send-failed",
 ] as const;
 

@@ -9,14 +9,9 @@
  */
 
 import { MESSAGE_TRANSPORT_TYPE, OFFSET_COUNTER, OFFSET_RECEIVER_INDEX } from "./constants.ts";
-import { formatEndpoint, normalizeHost } from "./endpoints.ts";
+import { formatEndpoint, normalizeHost, samePrefix } from "./endpoints.ts";
 import { readU32 } from "./messages.ts";
-import {
-  describeSideOf,
-  PROOF_TTL_MS,
-  type RelayDecision,
-  type RelayState,
-} from "./relay_state.ts";
+import { describeSideOf, type RelayDecision, type RelayState } from "./relay_state.ts";
 import type { DropReason } from "./stats.ts";
 
 /**
@@ -59,12 +54,18 @@ export function relayTransport(
     if (!table.isInitiator(from)) return state.drop("unexpected-source");
     if (!confirm(state, slot, now)) return state.drop("table-full");
   }
-  // The packet carries an index that only this address was given: it receives there.
+  // Indices and counters are chosen by the sender, so this packet proves nothing about who
+  // receives at its source: it only adds to that address's credit. The target gets it if it is
+  // proven, or within its own credit.
   const source = table.endpointOf(from);
-  source.provenUntil = now + PROOF_TTL_MS;
+  const target = table.endpointOf(side);
+  state.credit(source, packet.length);
+  if (target.provenUntil < now && !state.spend(target, packet.length, now)) {
+    return state.drop("no-credit");
+  }
   table.countPacket(from, packet.length, now);
-  state.directory.touch(table.keyOf(from), source, now);
-  return state.forward(MESSAGE_TRANSPORT_TYPE, table.endpointOf(side));
+  state.directory.touch(table.keyOf(from), source, now, table.indexOf(from));
+  return state.forward(MESSAGE_TRANSPORT_TYPE, target);
 }
 
 /**
@@ -85,17 +86,30 @@ function roam(
   const slot = table.slotOf(from);
   const ahead = table.counterAhead(from, low, high);
   if (!table.isConfirmed(slot) || ahead <= 0 || ahead > ROAM_WINDOW) return "unexpected-source";
-  const endpoint = state.internSource(host, port, now);
+  const key = table.keyOf(from);
+  const known = state.endpoints.find(host, port);
+  // One address is one WireGuard interface: a side of another key cannot arrive where a live
+  // key lives (that would be a forged session aimed at a peer).
+  if (known !== undefined && known === table.endpointOf(table.otherOf(from))) return "self-link";
+  const resident = known && state.directory.keyAt(known, now);
+  if (resident && resident !== key) return "unexpected-source";
+  const endpoint = known ?? state.internSource(host, port, now);
   if (endpoint === undefined) return "table-full";
-  if (endpoint === table.endpointOf(table.otherOf(from))) return "self-link";
   const previous = table.endpointOf(from);
   table.setEndpoint(from, endpoint);
-  endpoint.keepUntil = Math.max(endpoint.keepUntil, table.expiresAt(slot));
-  // The key's location follows only a side that was at that location: a session someone
-  // forged between two addresses of their own cannot carry a real peer's location away.
-  const key = table.keyOf(from);
-  const wasLocation = state.directory.locatedAt(key) === previous;
-  state.directory.learn(key, endpoint, now, wasLocation);
+  // A NAT that rebinds keeps the address (or the IPv6 /64) and changes the port: the side
+  // stays proven there, and someone forging such a move could only aim at their own network.
+  // A move to another network is held to the new address's credit until it answers a cookie.
+  if (previous.provenUntil > endpoint.provenUntil && samePrefix(previous, endpoint)) {
+    endpoint.provenUntil = previous.provenUntil;
+  }
+  // The key's location follows only the side whose handshake or roam put it there: a session
+  // forged between addresses of someone's own cannot carry a real peer's location away, even
+  // after being roamed through that peer's address.
+  const index = table.indexOf(from);
+  const owns = state.directory.locatedAt(key) === previous &&
+    state.directory.ownerOf(key) === index;
+  state.directory.learn(key, endpoint, now, index, owns);
   state.stats.roams++;
   if (state.recordEvents) {
     state.events.push({
@@ -117,7 +131,10 @@ function confirm(state: RelayState, slot: number, now: number): boolean {
     return false;
   }
   const initiator = table.initiatorOf(slot);
-  state.directory.learn(table.keyOf(initiator), table.endpointOf(initiator), now);
+  const initiatorKey = table.keyOf(initiator);
+  const responderKey = table.keyOf(table.responderOf(slot));
+  state.livePairs.set(state.pairOf(initiatorKey, responderKey), table.expiresAt(slot));
+  state.directory.learn(initiatorKey, table.endpointOf(initiator), now, table.indexOf(initiator));
   state.stats.sessionsEstablished++;
   if (state.recordEvents) {
     state.events.push({

@@ -330,8 +330,10 @@ async function establish(
 }
 
 /**
- * First contact of two fresh peers: `responder` proves its address first (its initiation has
- * nowhere to go yet), then `initiator`'s initiation reaches it as the one candidate.
+ * First contact of two fresh peers, both proven by the bridge's cookie: `responder` proves its
+ * address first (its initiation has nowhere to go yet), then `initiator` (whose unproven
+ * initiation would be challenged rather than offered to a candidate), then `initiator`'s
+ * initiation reaches `responder` as the one candidate.
  */
 async function firstContact(
   initiator: Peer,
@@ -341,6 +343,9 @@ async function firstContact(
   base: number,
 ) {
   await prove(responder, initiatorKey, base);
+  await prove(initiator, responderKey, base + 3);
+  // The proven retry is offered to the candidate at once; the responder lets it lapse.
+  assert.ok(await responder.next(initiationFrom(base + 3)), "the proving initiation arrived");
   return await establish(initiator, responder, initiatorKey, responderKey, base + 1, base + 2);
 }
 
@@ -613,6 +618,8 @@ Deno.test(
     let status;
     try {
       await prove(a, kB, 0x100);
+      await prove(b, kA, 0x180);
+      assert.ok(await a.next(initiationFrom(0x180)), "B's proving initiation reached A");
       // B initiates; capture its initiation as it arrives at A.
       const initIndex = 0x201, respIndex = 0x301;
       await b.send(initiation(initIndex, kA));
@@ -658,7 +665,8 @@ Deno.test(
       assert.equal(fromC(148, "replay"), 2, "both initiation replays from C dropped as replays");
       assert.equal(fromC(92, "replay"), 2, "both response replays from C dropped as replays");
       assert.equal(fromC(64, "unexpected-source"), 1, "the transport replay from C refused");
-      assert.equal(countLines(log, /handshake forwarded/), 1, "one initiation forwarded");
+      // B's proving initiation and B's real one; no replay.
+      assert.equal(countLines(log, /handshake forwarded/), 2, "two initiations forwarded");
       assert.equal(countLines(log, /handshake answered/), 1, "one session linked");
       assert.equal(countLines(log, /session established/), 1, "one session established");
       assert.equal(countLines(log, /session roamed/), 0, "no session moved");
@@ -707,6 +715,8 @@ Deno.test(
       for (let j = 0; j < PAIRS; j++) {
         const { initiatorIndex, responderIndex } = indices(j);
         await prove(a[j], keys[j][1], 0x30000000 + j);
+        await prove(b[j], keys[j][0], 0x38000000 + j);
+        assert.ok(await a[j].next(initiationFrom(0x38000000 + j)), "b's proving initiation");
         const { tunnel } = await establish(
           b[j],
           a[j],
@@ -960,6 +970,8 @@ Deno.test(
         }))
       );
       for (const [i, x] of holderInitiators.entries()) {
+        // The first must prove itself to reach the candidate; the rest find kU located.
+        if (i === 0) await prove(x, kU, 0x5800);
         x.sink = () => true;
         const first = await openSessions(
           x,
@@ -1085,6 +1097,8 @@ Deno.test(
       // S1: B -> A with indices 0x5001 (B) and 0x5002 (A).
       const s1 = (await firstContact(b, a, kB, kA, 0x5000)).tunnel;
       await prove(c, kD, 0x6000);
+      await prove(d, kC, 0x6010);
+      assert.ok(await c.next(initiationFrom(0x6010)), "D's proving initiation reached C");
       let refused = 0;
       // D picks B's live index, then A's: both refused, nothing reaches C.
       for (const taken of [s1.initiatorIndex, s1.responderIndex]) {
@@ -1244,6 +1258,8 @@ Deno.test(
       // Y proves its address and becomes the one candidate for the group; X's initiation for
       // kC is offered to it; Y answers with a response whose mac1 names kA, and X confirms.
       await prove(y, kC, 0x900);
+      await prove(x, kC, 0x8f0);
+      assert.ok(await y.next(initiationFrom(0x8f0)), "X's proving initiation reached Y");
       await x.send(initiation(0x901, kC));
       assert.ok(await y.next(initiationFrom(0x901)), "X's initiation for kC reached Y");
       await y.send(response(0x902, 0x901, kA));

@@ -79,16 +79,17 @@ Deno.test("expire() removes pending handshakes one ms after PENDING_TTL_MS, not 
   assert.equal(expired.length, 0, "pending handshakes are not sessions");
 });
 
-Deno.test("addPending() refuses (false) past the per-source cap and changes nothing", () => {
+Deno.test("addPending() past the per-source cap evicts that source's oldest, not the newest", () => {
   const { table, at, pending } = setup({ maxPendingPerSource: 2 });
   const source = at(1);
+  const other = at(9);
   assert.equal(table.addPending(pending(1, source, 0)), undefined);
-  assert.equal(table.addPending(pending(2, source, 0)), undefined);
-  assert.equal(table.addPending(pending(3, source, 0)), false);
-  assert.equal(table.pendingCount, 2);
+  assert.equal(table.addPending(pending(5, other, 0)), undefined);
+  assert.equal(table.addPending(pending(2, source, 1)), undefined);
+  assert.equal(table.addPending(pending(3, source, 2))?.index, 1);
+  assert.equal(table.pendingCount, 3);
   assert.equal(source.pendingCount, 2);
-  assert.equal(table.inUse(3), false);
-  assert.equal(table.addPending(pending(4, at(9), 0)), undefined, "other sources still may");
+  assert.deepEqual([1, 2, 3, 5].map((i) => table.inUse(i)), [false, true, true, true]);
 });
 
 Deno.test("addPending() past the total cap evicts and returns the oldest", () => {

@@ -156,6 +156,15 @@ function runFuzz(seed: number) {
 
   const max = { pending: 0, unconfirmed: 0, sessions: 0, endpoints: 0 };
   const outcomes = new Map<string, number>();
+  // Bytes in from and out to every address, and the addresses that ever answered a cookie.
+  const ledger = new Map<string, { in: number; out: number }>();
+  const everProven = new Set<string>();
+  const entry = (host: string, port: number) => {
+    const key = `${host.replace(/^::ffff:/i, "")}|${port}`;
+    let e = ledger.get(key);
+    if (!e) ledger.set(key, e = { in: 0, out: 0 });
+    return e;
+  };
   let nextExpiry = now + 1000;
 
   for (let step = 0; step < CASES; step++) {
@@ -283,16 +292,28 @@ function runFuzz(seed: number) {
     } else {
       assert.equal(d.action, "drop", where);
     }
-    if (d.action === "forward" && original[0] === 1) {
+    if (d.action === "forward" && d.count > 1) {
       for (let i = 0; i < d.count; i++) {
-        assert.ok(
-          d.targets[i].provenUntil >= now,
-          `${where}: initiation sent to an unproven address`,
-        );
+        assert.ok(d.targets[i].provenUntil >= now, `${where}: broadcast to an unproven address`);
       }
     }
-    if (d.action === "forward" && original[0] === 4) {
-      assert.ok(d.targets[0].provenUntil > 0, `${where}: transport sent to a never-proven address`);
+    // Towards an address that never answered a cookie, never more bytes than it sent.
+    entry(from.host, from.port).in += original.length;
+    const outTo = d.action === "reply" ? [{ host: from.host, port: from.port }] : d.action ===
+        "forward"
+      ? d.targets.slice(0, d.count)
+      : [];
+    for (const t of outTo) entry(t.host, t.port).out += d.payload.length;
+    relay.endpoints.forEach((e) => {
+      if (e.provenUntil > 0) everProven.add(`${e.host}|${e.port}`);
+    });
+    for (const t of outTo) {
+      const key = `${t.host.replace(/^::ffff:/i, "")}|${t.port}`;
+      const e = ledger.get(key)!;
+      assert.ok(
+        everProven.has(key) || e.out <= e.in,
+        `${where}: ${e.out} bytes sent to never-proven ${key}, which sent ${e.in}`,
+      );
     }
     // An address that has not proved it receives (and did not with this packet) gets out of
     // the bridge at most the bytes it put in: no amplification for spoofed sources.

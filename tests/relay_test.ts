@@ -211,9 +211,19 @@ Deno.test("an unproven source never causes more than one packet no larger than i
   assert.deepEqual(proven.targets.sort(), [at(A), at(B)]);
 });
 
-Deno.test("handshakes from one IP are limited to the burst, then the rate", () => {
+Deno.test("without load, handshakes from one IP are not limited (peers behind one NAT)", () => {
   const kA = randomKey(), kB = randomKey();
   const h = new RelayHarness([[kA, kB]]);
+  const outcomes = [];
+  for (let i = 0; i < 50; i++) outcomes.push(h.send(initiation(0x50 + i, kB), EVE).reason);
+  assert.equal(outcomes.filter((r) => r === "rate-limited").length, 0);
+});
+
+Deno.test("under load, handshakes from one IP are limited to the burst, then the rate", () => {
+  const kA = randomKey(), kB = randomKey();
+  // The subject is the per-source limit under load, so the load threshold is made tiny.
+  const h = new RelayHarness([[kA, kB]], { loadRate: 0.001 });
+  h.send(initiation(0x40, kB), B); // the one token of the load bucket
   const outcomes = [];
   for (let i = 0; i < 10; i++) outcomes.push(h.send(initiation(0x50 + i, kB), EVE).reason);
   assert.equal(outcomes.filter((r) => r === "rate-limited").length, 5);
@@ -253,8 +263,8 @@ Deno.test("a handshake forged between two attacker addresses cannot steal a live
   // Y becomes the candidate for the unlocated kC; X's initiation for kC reaches it; Y answers
   // naming kA (a public key), and X confirms from its address.
   h.initiate(0x900, kC, Y);
-  assert.deepEqual(h.send(initiation(0x910, kC), X).targets, [at(Y)]);
-  assert.deepEqual(h.send(response(0x920, 0x910, kA), Y).targets, [at(X)]);
+  assert.deepEqual(h.initiate(0x910, kC, X).targets, [at(Y)]);
+  assert.deepEqual(h.send(response(0x920, 0x911, kA), Y).targets, [at(X)]);
   assert.deepEqual(h.send(transport(0x920, 0), X).targets, [at(Y)]);
   for (let n = 1; n < 5; n++) h.send(transport(0x920, n), X);
   // A is alive, so B's next initiation for kA still goes to A.
@@ -272,5 +282,9 @@ Deno.test("a key's location moves to a new address once the old one has gone qui
   assert.deepEqual(h.send(initiation(0x300, kB), moved).targets, [at(B)]);
   h.send(response(0x301, 0x300, kA), B);
   assert.deepEqual(h.send(transport(0x301, 0), moved).targets, [at(B)]);
-  assert.deepEqual(h.send(initiation(0x400, kA), B).targets, [at(moved)]);
+  // The new address never answered a cookie: it is sent no more than it sent (here 148 + 32
+  // bytes in, 92 out), so B's 148-byte initiation waits for A's traffic to cover it.
+  assert.equal(h.send(initiation(0x400, kA), B).reason, "no-credit");
+  for (let n = 1; n < 4; n++) h.send(transport(0x301, n), moved);
+  assert.deepEqual(h.send(initiation(0x410, kA), B).targets, [at(moved)]);
 });

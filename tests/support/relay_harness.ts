@@ -76,8 +76,9 @@ export class RelayHarness {
   }
 
   /**
-   * Makes a session between fresh peers: `a` is proven first, then `b` initiates to `a`, `a`
-   * responds and `b` confirms. Returns the indices (b initiated: bIndex is the initiator's).
+   * Makes a session between fresh peers, both proven by our cookie: `a` answers a challenge
+   * (nobody to reach yet), then `b` initiates to `a` (a candidate, so `b` is challenged too),
+   * `a` responds and `b` confirms. Returns the indices (b initiated: bIndex is the initiator's).
    */
   establish(kA: string, kB: string, a: Addr, b: Addr, base: number) {
     this.initiate(base, kB, a);
