@@ -42,6 +42,12 @@ export interface Endpoint {
   credit: number;
   /** Session sides that point here: an endpoint in use by a session is never forgotten. */
   sessionRefs: number;
+  /**
+   * When this address last sent a transport packet or response with an index the bridge does
+   * not know (ms; 0: never). An index the bridge chose proves its receiver only if echoed
+   * without such a miss: someone guessing it blind must be right on the first try (2^-32).
+   */
+  missAt: number;
   /** Id of the configured key last learned to live here, or -1. */
   keyId: number;
   /** Id of the key this source's last initiation named (a hint for mac1 checks), or -1. */
@@ -158,6 +164,7 @@ export class EndpointTable {
       provenUntil: 0,
       credit: 0,
       sessionRefs: 0,
+      missAt: 0,
       keyId: -1,
       lastNamedKeyId: -1,
       pendingCount: 0,

@@ -2,12 +2,13 @@
  * Handshake messages: initiations, responses and peers' cookie replies.
  *
  * These rules decide who may learn what about whom; SECURITY.md states them and the threats
- * each defeats. In short: only a valid mac2 under our own cookie proves that an address
- * receives; towards any other address the bridge sends no more bytes than it got from there
- * (its credit), at most one packet per packet and never a broadcast; a session links only two
- * keys that share a group; an unproven address is challenged (a cookie reply instead of a
- * forward) when the bridge is under load, when its handshake would need a broadcast, and at a
- * rekey, when its peers lose nothing by answering.
+ * each defeats. In short: an address is proven only by echoing something the bridge chose and
+ * sent there alone: a mac2 under our cookie, or an index the bridge wrote into a handshake
+ * message in place of its sender's (indices and counters chosen by peers prove nothing).
+ * Towards any other address the bridge sends no more bytes than it got from there (its
+ * credit), at most one packet per packet and never a broadcast. A session links only two keys
+ * that share a group. An unproven address is challenged (a cookie reply instead of a forward)
+ * under load, when its handshake would need a broadcast, or when it retries while held.
  *
  * @module
  */
@@ -22,11 +23,18 @@ import {
   OFFSET_RESPONSE_RECEIVER_INDEX,
   OFFSET_SENDER_INDEX,
 } from "./constants.ts";
-import { type Endpoint, formatEndpoint, ipv6Prefix64, normalizeHost } from "./endpoints.ts";
+import {
+  type Endpoint,
+  formatEndpoint,
+  ipv6Prefix64,
+  keepEndpoint,
+  normalizeHost,
+} from "./endpoints.ts";
+import { HOLD_MS } from "./first_contact.ts";
 import type { PendingHandshake } from "./index_table.ts";
 import type { PeerKey } from "./keys.ts";
-import { mac1Offset } from "./mac.ts";
-import { readU32 } from "./messages.ts";
+import { mac1Offset, writeMac1 } from "./mac.ts";
+import { readU32, writeU32 } from "./messages.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import {
   describeSideOf,
@@ -99,20 +107,17 @@ function admit(
   return undefined;
 }
 
-/**
- * Whether a handshake message between `a` and `b` from `source` should be answered with a
- * cookie instead: the source is unproven or its proof ends before the next rekey, the message
- * did not carry our mac2, and the two keys already have a session to keep using meanwhile.
- */
-function renewDue(
-  state: RelayState,
-  source: Endpoint | undefined,
-  a: PeerKey | undefined,
-  b: PeerKey,
-  now: number,
-): boolean {
-  if (admission.carriesOurMac2 || a === undefined || !state.isLivePair(a, b, now)) return false;
-  return source === undefined || source.provenUntil < now + PROOF_RENEW_MS;
+/** Whether mac2 is all zeros (absent, or ours and zeroed): mac1 may then be rewritten. */
+function mac2IsZero(packet: Uint8Array): boolean {
+  const mac2At = mac1Offset(packet) + MAC_SIZE;
+  let any = 0;
+  for (let i = mac2At; i < mac2At + MAC_SIZE; i++) any |= packet[i];
+  return any === 0;
+}
+
+/** Whether `endpoint` should be made to echo an index of ours (its proof is absent or ending). */
+function needsProof(endpoint: Endpoint, now: number): boolean {
+  return endpoint.provenUntil < now + PROOF_RENEW_MS;
 }
 
 /** Handles an initiation: forward it towards the key its mac1 names, or challenge its source. */
@@ -140,6 +145,7 @@ export function relayInitiation(
     source ??= state.internSource(host, port, now);
     if (source === undefined) return state.drop("table-full");
     state.prove(source, now);
+    state.firstContact.forget(source);
   }
   if (admission.proven && source) state.directory.addCandidate(target, source, now);
   const d = state.decision;
@@ -157,12 +163,16 @@ export function relayInitiation(
   // the pending table that real peers need, so under load or past half of it every unproven
   // source is asked to prove itself first.
   const crowded = state.table.pendingCount >= state.options.maxPending / 2;
-  const unproven = !admission.proven;
-  if (
-    (unproven && (admission.loaded || crowded || count !== 1)) ||
-    renewDue(state, source, own, target, now)
-  ) {
-    return challenge(state, packet, host, port, target, now);
+  if (!admission.proven) {
+    if (admission.loaded || crowded || count > 1) {
+      return challenge(state, packet, host, port, target, now);
+    }
+    if (count === 0) {
+      const partner = pairWith(state, target, source, now);
+      if (partner === undefined) return hold(state, packet, host, port, target, source, now);
+      d.targets[0] = partner;
+      count = 1;
+    }
   }
   if (count === 0) return state.drop("no-target");
   if (count > 1 && !state.broadcastBudget.take(now, count)) return state.drop("broadcast-budget");
@@ -186,8 +196,19 @@ function forwardInitiation(
   // contact); broadcast candidates are proven.
   if (count === 1 && !state.spend(d.targets[0], packet.length, now)) return state.drop("no-credit");
   state.credit(initiator, packet.length);
+  const senderIndex = readU32(packet, OFFSET_SENDER_INDEX);
+  let index = senderIndex;
+  // A lone target whose address is unproven is sent an index of ours: its response, echoing
+  // it, proves the address (a mac1 recomputed for the target covers the new index; a peer's
+  // own mac2 cannot be, so such a message goes as it is).
+  if (count === 1 && needsProof(d.targets[0], now) && mac2IsZero(packet)) {
+    index = state.freshIndex();
+    writeU32(packet, OFFSET_SENDER_INDEX, index);
+    writeMac1(packet, target.mac);
+  }
   const pending: PendingHandshake = {
-    index: readU32(packet, OFFSET_SENDER_INDEX),
+    index,
+    deliverIndex: index === senderIndex ? undefined : senderIndex,
     initiator,
     target,
     forwardedTo: d.targets.slice(0, count),
@@ -212,6 +233,44 @@ function forwardInitiation(
     });
   }
   return d;
+}
+
+/** A held first-contact source that may be `target` (no other key lives there). */
+function pairWith(
+  state: RelayState,
+  target: PeerKey,
+  source: Endpoint | undefined,
+  now: number,
+): Endpoint | undefined {
+  return state.firstContact.take(target, source, now, (endpoint) => {
+    const resident = state.directory.keyAt(endpoint, now);
+    return resident === undefined || resident === target;
+  });
+}
+
+/**
+ * Holds an unproven first initiation towards an unlocated key: nothing is sent, so the source
+ * keeps the credit of its 148 bytes for the initiation of the peer it is waiting for. A
+ * retry from a source still held gets a cookie instead.
+ */
+function hold(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  target: PeerKey,
+  source: Endpoint | undefined,
+  now: number,
+): RelayDecision {
+  if (source !== undefined && state.firstContact.holds(source, now)) {
+    return challenge(state, packet, host, port, target, now);
+  }
+  source ??= state.internSource(host, port, now);
+  if (source === undefined) return state.drop("table-full");
+  state.credit(source, packet.length);
+  keepEndpoint(source, now + HOLD_MS);
+  state.firstContact.hold(source, target, now);
+  return state.drop("held");
 }
 
 /**
@@ -256,7 +315,10 @@ export function relayResponse(
   const source = state.endpoints.find(host, port);
   if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
   const pending = state.table.pending(readU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX), now);
-  if (pending === undefined) return state.drop("unknown-index");
+  if (pending === undefined) {
+    if (source !== undefined) source.missAt = now;
+    return state.drop("unknown-index");
+  }
   // Only an address the initiation was sent to can know its index: anything else is a forgery
   // or a replay from elsewhere, and must not link a session.
   if (source === undefined || !pending.forwardedTo.includes(source)) {
@@ -268,15 +330,16 @@ export function relayResponse(
   const ours = carriesOurMac2(state, packet, host, port, now);
   const initiatorKey = state.matcher.responseKey(packet, pending.initiator, pending.target, now);
   // The response's mac1 names the initiator; if no key sharing a group with the responder
-  // matches, the two may not talk here (or the mac1 is forged): no session either way.
-  if (initiatorKey === undefined) return state.drop("no-shared-group");
+  // matches, the two may not talk here (or the mac1 is forged): no session either way. The
+  // pending handshake goes too, so that one forwarded initiation buys at most one group scan.
+  if (initiatorKey === undefined) {
+    state.table.dropPending(pending);
+    return state.drop("no-shared-group");
+  }
   const refused = admit(state, source, host, ours, now);
   if (refused) return state.drop(refused);
-  if (
-    (!admission.proven && admission.loaded) ||
-    renewDue(state, source, initiatorKey, pending.target, now)
-  ) {
-    // The initiator retries within 5 s and the responder's next response carries our mac2.
+  // Under load an unproven responder answers a cookie first; its initiator retries in 5 s.
+  if (!admission.proven && admission.loaded) {
     return challenge(state, packet, host, port, initiatorKey, now);
   }
   if (!state.spend(pending.initiator, packet.length, now)) return state.drop("no-credit");
@@ -285,16 +348,23 @@ export function relayResponse(
     zeroMac2(packet);
     state.prove(source, now);
   }
+  // The response echoes the index the bridge chose and sent to this address alone: the
+  // address receives, unless it has been guessing indices (then this may be a lucky guess).
+  if (pending.deliverIndex !== undefined && source.missAt < pending.createdAt) {
+    state.prove(source, now);
+  }
   state.credit(source, packet.length);
+  const responderDeliver = rewriteResponse(state, packet, pending, initiatorKey, now);
   const slot = state.table.linkSlot(
     pending,
-    responderIndex,
+    readU32(packet, OFFSET_SENDER_INDEX),
     source,
     initiatorKey,
     now,
     (evicted) => state.ended(evicted, "evicted"),
+    responderDeliver,
   );
-  state.directory.learn(pending.target, source, now, responderIndex);
+  state.directory.learn(pending.target, source, now, readU32(packet, OFFSET_SENDER_INDEX));
   state.stats.sessionsLinked++;
   if (state.recordEvents) {
     state.events.push({
@@ -304,6 +374,34 @@ export function relayResponse(
     });
   }
   return state.forward(MESSAGE_RESPONSE_TYPE, pending.initiator);
+}
+
+/**
+ * Makes the response right for its initiator: its receiver index back to the initiator's own,
+ * and, when the initiator's address is unproven, the responder's index replaced with one of
+ * ours that the initiator's first transport packet will echo. Returns the responder's own
+ * index (what packets to it must carry).
+ */
+function rewriteResponse(
+  state: RelayState,
+  packet: Uint8Array,
+  pending: PendingHandshake,
+  initiatorKey: PeerKey,
+  now: number,
+): number {
+  const responderIndex = readU32(packet, OFFSET_SENDER_INDEX);
+  if (!mac2IsZero(packet)) return responderIndex;
+  let changed = false;
+  if (pending.deliverIndex !== undefined) {
+    writeU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX, pending.deliverIndex);
+    changed = true;
+  }
+  if (needsProof(pending.initiator, now)) {
+    writeU32(packet, OFFSET_SENDER_INDEX, state.freshIndex());
+    changed = true;
+  }
+  if (changed) writeMac1(packet, initiatorKey.mac);
+  return responderIndex;
 }
 
 /**
@@ -324,20 +422,24 @@ export function relayCookieReply(
   const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
   const pending = state.table.pending(receiver, now);
   let target: Endpoint;
+  let deliver: number;
   if (pending) {
     if (!pending.forwardedTo.includes(source)) return state.drop("unexpected-source");
     target = pending.initiator;
+    deliver = pending.deliverIndex ?? pending.index;
   } else {
     const table = state.table;
     const side = table.sideOf(receiver);
     if (side < 0 || table.expiresAt(table.slotOf(side)) < now) return state.drop("unknown-index");
     if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
     target = table.endpointOf(side);
+    deliver = table.deliverOf(side);
   }
   if (state.underLoad(now) && !state.limiter.allow(source.rateKey, now)) {
     return state.drop("rate-limited");
   }
   if (!state.spend(target, packet.length, now)) return state.drop("no-credit");
   state.credit(source, packet.length);
+  if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
   return state.forward(MESSAGE_COOKIE_REPLY_TYPE, target);
 }

@@ -52,8 +52,17 @@ export const SESSION_TTL_MS = REJECT_AFTER_TIME_MS + REKEY_TIMEOUT_MS;
 
 /** An initiation the bridge forwarded and whose response it awaits. */
 export interface PendingHandshake {
-  /** The initiator's sender index. */
+  /**
+   * The index the bridge knows this initiation by: the initiator's sender index, or one the
+   * bridge chose and wrote in its place (see {@link PendingHandshake.deliverIndex}).
+   */
   readonly index: number;
+  /**
+   * The initiator's own sender index, when the bridge forwarded the initiation under another
+   * one (`index`) that only the target's address was sent: the target's response echoing it
+   * proves that address receives. Packets to the initiator get this one back. Absent: `index`.
+   */
+  readonly deliverIndex?: number;
   /** Where the initiation came from. */
   readonly initiator: Endpoint;
   /** The key its mac1 named: the responder's. */
@@ -131,6 +140,8 @@ const INITIAL_BUCKETS = 1024;
 class Columns {
   // Per side (2 per slot).
   index: Uint32Array;
+  /** The index a side's peer knows itself by, written into packets to it (see linkSlot). */
+  deliver: Uint32Array;
   endpoint: (Endpoint | undefined)[];
   key: (PeerKey | undefined)[];
   counterHigh: Uint32Array;
@@ -151,6 +162,7 @@ class Columns {
 
   constructor(slots: number) {
     this.index = new Uint32Array(2 * slots);
+    this.deliver = new Uint32Array(2 * slots);
     // Object references grow as slots are used (slots are handed out in order), so unused
     // capacity costs nothing here.
     this.endpoint = [];
@@ -545,6 +557,14 @@ export class IndexTable {
     return this.#columns.index[side];
   }
 
+  /**
+   * The index to write into packets addressed to `side`: its peer's own index, which differs
+   * from {@link IndexTable.indexOf} when the bridge gave the other peer another one to echo.
+   */
+  deliverOf(side: number): number {
+    return this.#columns.deliver[side];
+  }
+
   /** Where a side's packets come from and go to. */
   endpointOf(side: number): Endpoint {
     return this.#columns.endpoint[side]!;
@@ -586,6 +606,11 @@ export class IndexTable {
     c.packets[side]++;
     c.bytes[side] += bytes;
     c.lastSeen[side] = now;
+  }
+
+  /** When a session was linked by its response (ms). */
+  createdAt(slot: number): number {
+    return this.#columns.createdAt[slot];
   }
 
   /** When a session is removed (ms). */
@@ -683,6 +708,11 @@ export class IndexTable {
     return evicted;
   }
 
+  /** Forgets a pending handshake (its answer proved forged: it will not be answered again). */
+  dropPending(p: PendingHandshake): void {
+    this.#dropPending(p);
+  }
+
   #dropPending(p: PendingHandshake): void {
     if (this.#pending.get(p.index) === p) {
       this.#pending.delete(p.index);
@@ -694,7 +724,8 @@ export class IndexTable {
    * Links a pending handshake with the responder's index into an unconfirmed session and
    * returns its slot. The caller has checked that `responderIndex` is free. Evicts the oldest
    * unconfirmed session when there are as many as pending handshakes allowed, and hands it to
-   * `onEvicted` first.
+   * `onEvicted` first. `responderDeliver` is the responder's own index when the initiator was
+   * given `responderIndex` in its place (to echo in its first packet).
    */
   linkSlot(
     p: PendingHandshake,
@@ -703,6 +734,7 @@ export class IndexTable {
     initiatorKey: PeerKey,
     now: number,
     onEvicted?: (session: Session) => void,
+    responderDeliver = responderIndex,
   ): number {
     this.#dropPending(p);
     if (this.#unconfirmedCount >= this.limits.maxPending) {
@@ -718,6 +750,8 @@ export class IndexTable {
     const i = 2 * slot, r = i + 1;
     c.index[i] = p.index;
     c.index[r] = responderIndex;
+    c.deliver[i] = p.deliverIndex ?? p.index;
+    c.deliver[r] = responderDeliver;
     c.endpoint[i] = p.initiator;
     c.endpoint[r] = responder;
     p.initiator.sessionRefs++;

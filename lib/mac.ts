@@ -73,3 +73,15 @@ export function verifyMac1(packet: Uint8Array, key: Mac1Key): MacVerdict {
   key.mac1.mac(packet, 0, offset, computed);
   return equalBytes(computed, 0, packet, offset, MAC_SIZE) ? "valid" : "invalid";
 }
+
+/**
+ * Writes a classified initiation or response's mac1 for `key` in place and zeroes its mac2:
+ * the bridge does this after writing an index of its own into a handshake message, which only
+ * mac1 covers (the Noise transcript does not include the indices).
+ */
+export function writeMac1(packet: Uint8Array, key: Mac1Key): void {
+  const offset = mac1Offset(packet);
+  if (offset < 0) return;
+  key.mac1.mac(packet, 0, offset, packet, offset);
+  packet.fill(0, offset + MAC_SIZE, offset + 2 * MAC_SIZE);
+}

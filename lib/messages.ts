@@ -48,6 +48,14 @@ export function readU32(bytes: Uint8Array, offset: number): number {
     (bytes[offset + 3] << 24)) >>> 0;
 }
 
+/** Writes `value` as a little-endian uint32 at `offset`; the caller has checked the length. */
+export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
+  bytes[offset] = value;
+  bytes[offset + 1] = value >>> 8;
+  bytes[offset + 2] = value >>> 16;
+  bytes[offset + 3] = value >>> 24;
+}
+
 /**
  * Reads the type field as a whole little-endian uint32 and checks the exact length for it.
  *

@@ -151,9 +151,7 @@ export class Relay {
     state.endpoints.sweep(now);
     state.limiter.sweep(now);
     state.provenLimiter.sweep(now);
-    for (const [pair, until] of state.livePairs) {
-      if (until < now) state.livePairs.delete(pair);
-    }
+    state.firstContact.sweep(now);
   }
 
   /**
@@ -185,8 +183,6 @@ export class Relay {
       state.directory.learn(responder.key, responder.endpoint, now, responder.index);
       if (session.confirmed) {
         state.directory.learn(initiator.key, initiator.endpoint, now, initiator.index);
-        const pair = state.pairOf(initiator.key, responder.key);
-        state.livePairs.set(pair, Math.max(state.livePairs.get(pair) ?? 0, session.expiresAt));
       }
     }
     return { kept: sessions.length, removed: removed.length };

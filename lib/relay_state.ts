@@ -20,7 +20,8 @@ import type { RelayEvent } from "./events.ts";
 import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
 import { KeyDirectory } from "./key_directory.ts";
 import { KeyMatcher } from "./key_matcher.ts";
-import type { KeyRegistry, PeerKey } from "./keys.ts";
+import { FirstContact } from "./first_contact.ts";
+import type { KeyRegistry } from "./keys.ts";
 import { SourceRateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { type DropReason, RelayStats } from "./stats.ts";
@@ -73,9 +74,9 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
 /** How long an address stays proven after its last proof of receiving (our mac2). */
 export const PROOF_TTL_MS = REJECT_AFTER_TIME_MS;
 /**
- * A proven address whose proof ends sooner than this is asked for a fresh mac2 at its next
- * rekey: WireGuard rekeys every REKEY_AFTER_TIME and retries 5 s later, so a proof renewed at
- * every rekey never lapses, and the retry costs nothing while the old keys still work.
+ * A handshake towards an address whose proof ends sooner than this carries an index the
+ * bridge chose, so that the answer renews the proof: WireGuard rekeys every REKEY_AFTER_TIME,
+ * so an active peer's proof never lapses.
  */
 export const PROOF_RENEW_MS = REKEY_AFTER_TIME_MS + 2 * REKEY_TIMEOUT_MS;
 
@@ -162,18 +163,18 @@ export class RelayState {
   recordEvents = true;
   /** The socket the current packet came in on. */
   via: unknown = undefined;
-  /**
-   * Pairs of keys with a confirmed session, and until when (ms). A handshake between such a
-   * pair is a rekey: its peers keep using their current keys while they answer a cookie, so
-   * that is when the bridge challenges an address it has not proven (or whose proof runs low).
-   */
-  readonly livePairs = new Map<number, number>();
+  /** First-contact initiations held for pairing (replaced on reconfiguration). */
+  firstContact: FirstContact;
+  readonly #random: RandomSource;
+  readonly #scratch = new Uint32Array(1);
 
   /** State for `registry` at time `now`, with `random` for cookie secrets. */
   constructor(registry: KeyRegistry, random: RandomSource, now: number, options: RelayOptions) {
     const o = options;
     this.options = o;
     this.registry = registry;
+    this.#random = random;
+    this.firstContact = new FirstContact(registry);
     // The index hash is keyed so that nobody can choose indices that pile up in it.
     const seed = new Uint32Array(1);
     random(new Uint8Array(seed.buffer));
@@ -195,21 +196,21 @@ export class RelayState {
     this.decision = new RelayDecision(o.maxBroadcast);
   }
 
-  /** The {@link RelayState.livePairs} key of two keys (in either order). */
-  pairOf(a: PeerKey, b: PeerKey): number {
-    const n = this.registry.keys.length;
-    return a.id < b.id ? a.id * n + b.id : b.id * n + a.id;
-  }
-
-  /** Whether `a` and `b` have a confirmed session now. */
-  isLivePair(a: PeerKey, b: PeerKey, now: number): boolean {
-    const until = this.livePairs.get(this.pairOf(a, b));
-    return until !== undefined && until >= now;
+  /**
+   * A random index no pending handshake or session uses, for the bridge to write into a
+   * handshake message in place of its sender's: only the address it is sent to can echo it.
+   */
+  freshIndex(): number {
+    const scratch = this.#scratch;
+    do this.#random(new Uint8Array(scratch.buffer)); while (
+      scratch[0] === 0 || this.table.inUse(scratch[0])
+    );
+    return scratch[0];
   }
 
   /** Switches to new keys: a fresh directory and matcher (key ids changed). */
   useRegistry(registry: KeyRegistry, now: number): void {
-    this.livePairs.clear();
+    this.firstContact = new FirstContact(registry);
     this.registry = registry;
     this.directory = new KeyDirectory(registry, Math.max(16, 2 * this.options.maxBroadcast));
     this.matcher = new KeyMatcher(

@@ -22,6 +22,7 @@ export const DROP_REASONS = [
   "unexpected-source",
   "self-link",
   "no-credit",
+  "held",
   "send-failed",
 ] as const;
 

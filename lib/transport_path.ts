@@ -10,7 +10,7 @@
 
 import { MESSAGE_TRANSPORT_TYPE, OFFSET_COUNTER, OFFSET_RECEIVER_INDEX } from "./constants.ts";
 import { formatEndpoint, normalizeHost, samePrefix } from "./endpoints.ts";
-import { readU32 } from "./messages.ts";
+import { readU32, writeU32 } from "./messages.ts";
 import { describeSideOf, type RelayDecision, type RelayState } from "./relay_state.ts";
 import type { DropReason } from "./stats.ts";
 
@@ -30,10 +30,11 @@ export function relayTransport(
   now: number,
 ): RelayDecision {
   const table = state.table;
-  const side = table.sideOf(readU32(packet, OFFSET_RECEIVER_INDEX));
-  if (side < 0) return state.drop("unknown-index");
+  const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
+  const side = table.sideOf(receiver);
+  if (side < 0) return miss(state, host, port, now);
   const slot = table.slotOf(side);
-  if (table.expiresAt(slot) < now) return state.drop("unknown-index");
+  if (table.expiresAt(slot) < now) return miss(state, host, port, now);
   const from = table.otherOf(side);
   const expected = table.endpointOf(from);
   const low = readU32(packet, OFFSET_COUNTER);
@@ -53,6 +54,11 @@ export function relayTransport(
     // sent to it but the response it asked for. A WireGuard responder waits for this too.
     if (!table.isInitiator(from)) return state.drop("unexpected-source");
     if (!confirm(state, slot, now)) return state.drop("table-full");
+    // The initiator echoes the index the bridge wrote into the response it sent there alone.
+    const source = table.endpointOf(from);
+    if (receiver !== table.deliverOf(side) && source.missAt < table.createdAt(slot)) {
+      state.prove(source, now);
+    }
   }
   // Indices and counters are chosen by the sender, so this packet proves nothing about who
   // receives at its source: it only adds to that address's credit. The target gets it if it is
@@ -65,7 +71,19 @@ export function relayTransport(
   }
   table.countPacket(from, packet.length, now);
   state.directory.touch(table.keyOf(from), source, now, table.indexOf(from));
+  const deliver = table.deliverOf(side);
+  if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
   return state.forward(MESSAGE_TRANSPORT_TYPE, target);
+}
+
+/**
+ * Drops a packet for an index the bridge does not know, noting the miss on its source: an
+ * address that guesses indices loses the right to prove itself by echoing one.
+ */
+function miss(state: RelayState, host: string, port: number, now: number): RelayDecision {
+  const source = state.endpoints.find(host, port);
+  if (source !== undefined) source.missAt = now;
+  return state.drop("unknown-index");
 }
 
 /**
@@ -131,10 +149,12 @@ function confirm(state: RelayState, slot: number, now: number): boolean {
     return false;
   }
   const initiator = table.initiatorOf(slot);
-  const initiatorKey = table.keyOf(initiator);
-  const responderKey = table.keyOf(table.responderOf(slot));
-  state.livePairs.set(state.pairOf(initiatorKey, responderKey), table.expiresAt(slot));
-  state.directory.learn(initiatorKey, table.endpointOf(initiator), now, table.indexOf(initiator));
+  state.directory.learn(
+    table.keyOf(initiator),
+    table.endpointOf(initiator),
+    now,
+    table.indexOf(initiator),
+  );
   state.stats.sessionsEstablished++;
   if (state.recordEvents) {
     state.events.push({

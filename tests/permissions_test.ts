@@ -10,8 +10,13 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, SimPeer } from "./support/bridge_process.ts";
-import { randomKey, readU32, response, transport } from "./support/wire.ts";
+import {
+  asDelivered,
+  freePort,
+  handshakeThroughBridge,
+  SimPeer,
+} from "./support/bridge_process.ts";
+import { randomKey, transport } from "./support/wire.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
@@ -91,15 +96,10 @@ async function scenario(narrowRead: boolean) {
   const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
   try {
     await waitFor(/listening on/);
-    await a.initiate(0x10, kB);
-    const bIndex = await b.initiate(0x20, kA);
-    const atA = await a.next(1);
-    assert.ok(atA && readU32(atA, 4) === bIndex);
-    await a.send(response(0x30, bIndex, kB));
-    assert.ok(await b.next(2));
-    const packet = transport(0x30, 0, 64);
+    const session = await handshakeThroughBridge(a, b, kA, kB, 0x10);
+    const packet = transport(session.aIndex, 0, 64);
     await b.send(packet);
-    assert.deepEqual(await a.next(4), packet);
+    assert.deepEqual(await a.next(4), asDelivered(packet, session.aOwn));
 
     const base = `http://127.0.0.1:${metricsPort}`;
     const metrics = await (await fetch(`${base}/metrics`)).text();

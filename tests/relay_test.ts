@@ -21,16 +21,37 @@ const D: Addr = { host: "127.0.0.4", port: 1004 };
 const EVE: Addr = { host: "127.0.0.66", port: 6666 };
 const at = (a: Addr) => `${a.host}:${a.port}`;
 
-Deno.test("two fresh peers complete a handshake after one cookie round each", () => {
+Deno.test("two fresh peers meet at once: the first initiation is held, the second paired with it", () => {
   const kA = randomKey(), kB = randomKey();
   const h = new RelayHarness([[kA, kB]]);
-  const first = h.send(initiation(0xa1, kB), A);
-  assert.equal(first.action, "reply", "an unknown source with nowhere to go is challenged");
-  assert.equal(first.payload.length, 64);
-  assert.ok(openCookieReply(first.payload, kB, initiation(0, kB)) === undefined);
-  h.establish(kA, kB, A, B, 0x100);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
   assert.equal(h.relay.stats.sessionsEstablished, 1);
-  assert.ok(h.relay.stats.cookiesSent >= 2);
+  assert.equal(h.relay.stats.cookiesSent, 0, "no cookie round");
+  // Each peer echoed an index the bridge chose and sent to it alone: both addresses proven.
+  assert.notEqual(bIndex, 0x110, "A was given an index of the bridge's, not B's");
+  assert.notEqual(aIndex, 0x120, "B was given an index of the bridge's, not A's");
+  for (const p of [A, B]) {
+    assert.ok(h.relay.endpoints.find(p.host, p.port)!.provenUntil > h.now, at(p));
+  }
+});
+
+Deno.test("packets reach each peer with its own index, whatever the other was given", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
+  assert.equal(readU32(h.send(transport(aIndex, 1), B).payload, 4), 0x120, "A's own index");
+  assert.equal(readU32(h.send(transport(bIndex, 0), A).payload, 4), 0x110, "B's own index");
+});
+
+Deno.test("a source that retries while its first contact is held gets a cookie", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  assert.equal(h.send(initiation(0xa1, kB), A).reason, "held");
+  const again = initiation(0xa2, kB);
+  const retry = h.send(again, A);
+  assert.equal(retry.action, "reply", "the retry is challenged");
+  assert.equal(retry.payload.length, 64);
+  assert.ok(openCookieReply(retry.payload, kB, again) !== undefined, "a cookie for A");
 });
 
 Deno.test("the bridge strips its own mac2 before forwarding", () => {
@@ -202,8 +223,10 @@ Deno.test("an unproven source never causes more than one packet no larger than i
   // B proves itself in its other group, then initiates towards C too: a second candidate.
   h.initiate(0x20, kX, B);
   assert.deepEqual(h.send(initiation(0x28, kC), B).targets, [at(A)]);
-  // EVE (unproven) initiates towards C: two candidates, so a cookie reply, not two copies.
-  const out = h.send(initiation(0x30, kC), EVE);
+  // EVE (unproven) initiates towards C: two candidates, but no broadcast for it: its first
+  // contact is held (nothing sent), its retry draws a cookie reply smaller than itself.
+  assert.equal(h.send(initiation(0x30, kC), EVE).reason, "held");
+  const out = h.send(initiation(0x31, kC), EVE);
   assert.equal(out.action, "reply");
   assert.ok(out.payload.length < 148);
   // A proven source gets the broadcast.
@@ -250,8 +273,8 @@ Deno.test("a full session table refuses new sessions and keeps established ones"
   h.initiate(0x200, kD, C);
   const toC = h.initiate(0x210, kC, D);
   const dIndex = readU32(toC.payload, 4);
-  h.send(response(0x220, dIndex, kD), C);
-  assert.equal(h.send(transport(0x220, 0), D).reason, "table-full");
+  const back = h.send(response(0x220, dIndex, kD), C);
+  assert.equal(h.send(transport(readU32(back.payload, 4), 0), D).reason, "table-full");
   assert.deepEqual(h.send(transport(ab.aIndex, 1), B).targets, [at(A)]);
 });
 
@@ -263,10 +286,13 @@ Deno.test("a handshake forged between two attacker addresses cannot steal a live
   // Y becomes the candidate for the unlocated kC; X's initiation for kC reaches it; Y answers
   // naming kA (a public key), and X confirms from its address.
   h.initiate(0x900, kC, Y);
-  assert.deepEqual(h.initiate(0x910, kC, X).targets, [at(Y)]);
-  assert.deepEqual(h.send(response(0x920, 0x911, kA), Y).targets, [at(X)]);
-  assert.deepEqual(h.send(transport(0x920, 0), X).targets, [at(Y)]);
-  for (let n = 1; n < 5; n++) h.send(transport(0x920, n), X);
+  const toY = h.initiate(0x910, kC, X);
+  assert.deepEqual(toY.targets, [at(Y)]);
+  const back = h.send(response(0x920, readU32(toY.payload, 4), kA), Y);
+  assert.deepEqual(back.targets, [at(X)]);
+  const yIndex = readU32(back.payload, 4);
+  assert.deepEqual(h.send(transport(yIndex, 0), X).targets, [at(Y)]);
+  for (let n = 1; n < 5; n++) h.send(transport(yIndex, n), X);
   // A is alive, so B's next initiation for kA still goes to A.
   h.send(transport(aIndex, 7), B);
   assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(A)]);
@@ -279,12 +305,12 @@ Deno.test("a key's location moves to a new address once the old one has gone qui
   // A moved while idle: it re-handshakes from a new address more than 30 s later.
   h.advance(31_000);
   const moved: Addr = { host: "127.0.0.9", port: 9 };
-  assert.deepEqual(h.send(initiation(0x300, kB), moved).targets, [at(B)]);
-  h.send(response(0x301, 0x300, kA), B);
-  assert.deepEqual(h.send(transport(0x301, 0), moved).targets, [at(B)]);
-  // The new address never answered a cookie: it is sent no more than it sent (here 148 + 32
-  // bytes in, 92 out), so B's 148-byte initiation waits for A's traffic to cover it.
-  assert.equal(h.send(initiation(0x400, kA), B).reason, "no-credit");
-  for (let n = 1; n < 4; n++) h.send(transport(0x301, n), moved);
-  assert.deepEqual(h.send(initiation(0x410, kA), B).targets, [at(moved)]);
+  const toB = h.send(initiation(0x300, kB), moved);
+  assert.deepEqual(toB.targets, [at(B)]);
+  const back = h.send(response(0x301, readU32(toB.payload, 4), kA), B);
+  assert.deepEqual(back.targets, [at(moved)]);
+  // A's first packet from there echoes the index the response carried: proven at once.
+  assert.deepEqual(h.send(transport(readU32(back.payload, 4), 0), moved).targets, [at(B)]);
+  assert.ok(h.relay.endpoints.find(moved.host, moved.port)!.provenUntil > h.now);
+  assert.deepEqual(h.send(initiation(0x400, kA), B).targets, [at(moved)]);
 });

@@ -12,10 +12,12 @@
 
 import assert from "node:assert/strict";
 import {
+  asDelivered,
   BridgeProcess,
   freePort,
   handshakeThroughBridge,
   SimPeer,
+  type SimSession,
 } from "./support/bridge_process.ts";
 import {
   addPeer,
@@ -69,14 +71,14 @@ async function waitForCount(log: () => string, pattern: RegExp, times: number, t
 }
 
 /** A → B and B → A transport packets, counters from `from`; all must arrive intact. */
-async function flows(a: SimPeer, b: SimPeer, aIndex: number, bIndex: number, from: number) {
+async function flows(a: SimPeer, b: SimPeer, s: SimSession, from: number) {
   for (let counter = from; counter < from + 5; counter++) {
-    const toA = transport(aIndex, counter, 100);
+    const toA = transport(s.aIndex, counter, 100);
     await b.send(toA);
-    assert.deepEqual(await a.next(4), toA, `A got B's packet ${counter}`);
-    const toB = transport(bIndex, counter, 200);
+    assert.deepEqual(await a.next(4), asDelivered(toA, s.aOwn), `A got B's packet ${counter}`);
+    const toB = transport(s.bIndex, counter, 200);
     await a.send(toB);
-    assert.deepEqual(await b.next(4), toB, `B got A's packet ${counter}`);
+    assert.deepEqual(await b.next(4), asDelivered(toB, s.bOwn), `B got A's packet ${counter}`);
   }
 }
 
@@ -99,8 +101,8 @@ Deno.test(
     const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
     const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
     try {
-      const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
-      await flows(a, b, aIndex, bIndex, 1);
+      const session = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
+      await flows(a, b, session, 1);
       await bridge.waitForLog(/session established: bob .* <-> alice/);
 
       // Renamed labels and a new group: the session stays, under its new names.
@@ -110,7 +112,7 @@ Deno.test(
       );
       bridge.child.kill("SIGHUP");
       await bridge.waitForLog(/config reloaded .*: 4 keys in 2 group\(s\); 1 session\(s\) kept/);
-      await flows(a, b, aIndex, bIndex, 10);
+      await flows(a, b, session, 10);
       assert.equal(await a.next(1, 100), undefined, "no handshake was needed");
       const after = await status(metricsPort);
       assert.equal(after.counts.sessions, 1);
@@ -121,7 +123,7 @@ Deno.test(
       await Deno.writeTextFile(path, '{"groups": [{"name": "lan", "keys": ["x"]}]}');
       bridge.child.kill("SIGHUP");
       await bridge.waitForLog(/reload refused, the running config stays: .*groups\[0\]\.keys/);
-      await flows(a, b, aIndex, bIndex, 20);
+      await flows(a, b, session, 20);
       const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
       assert.match(metrics, /wg_bridge_config_reloads_total\{result="applied"\} 1\n/);
       assert.match(metrics, /wg_bridge_config_reloads_total\{result="failed"\} 1\n/);
@@ -151,8 +153,8 @@ Deno.test(
     try {
       const ab = await handshakeThroughBridge(a, b, kA, kB, 0x4000);
       const cd = await handshakeThroughBridge(c, d, kC, kD, 0x5000);
-      await flows(a, b, ab.aIndex, ab.bIndex, 1);
-      await flows(c, d, cd.aIndex, cd.bIndex, 1);
+      await flows(a, b, ab, 1);
+      await flows(c, d, cd, 1);
 
       // B's key goes: A-B ends; C-D, untouched, flows on.
       await Deno.writeTextFile(path, configText({ one: [[kA], [kC], [kD]] }));
@@ -163,7 +165,7 @@ Deno.test(
       await a.send(transport(ab.bIndex, 10, 100));
       assert.equal(await a.next(4, 300), undefined, "nothing reaches A from the removed key");
       assert.equal(await b.next(4, 300), undefined, "nothing reaches the removed key");
-      await flows(c, d, cd.aIndex, cd.bIndex, 10);
+      await flows(c, d, cd, 10);
 
       // C and D now in different groups (with A): their link is broken, so their session ends.
       await Deno.writeTextFile(path, configText({ x: [[kA], [kC]], y: [[kA], [kD]] }));

@@ -3,6 +3,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  asDelivered,
   BridgeProcess,
   exchangeTransport,
   freePort,
@@ -30,8 +31,8 @@ for (
       const a = new SimPeer(hostA, hostA, port);
       const b = new SimPeer(hostB, hostB, port);
       try {
-        const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x1000);
-        await exchangeTransport(a, b, aIndex, bIndex, [64, 100, 1400, 1420, 500]);
+        const session = await handshakeThroughBridge(a, b, kA, kB, 0x1000);
+        await exchangeTransport(a, b, session, [64, 100, 1400, 1420, 500]);
         await bridge.waitForLog(/session established/);
       } catch (e) {
         console.error(bridge.log);
@@ -74,12 +75,12 @@ Deno.test(
       // C knows A and B's keys only as an outsider: an initiation for an unconfigured key.
       await c.send((await import("./support/wire.ts")).initiation(77, randomKey()));
       assert.equal(await c.next(undefined, 300), undefined, "no answer to junk");
-      const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x2000);
+      const session = await handshakeThroughBridge(a, b, kA, kB, 0x2000);
       // C (key kC, group 2) responds to nothing and cannot inject into A and B's session from its
       // address with a stale counter.
-      await c.send(transport(aIndex, 0, 64));
+      await c.send(transport(session.aIndex, 0, 64));
       assert.equal(await a.next(4, 300), undefined, "C's forged packet is not delivered");
-      await exchangeTransport(a, b, aIndex, bIndex, [64, 100, 1400, 1420, 500]);
+      await exchangeTransport(a, b, session, [64, 100, 1400, 1420, 500]);
     } catch (e) {
       console.error(bridge.log);
       throw e;
@@ -102,7 +103,7 @@ Deno.test(
     const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
     const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
     try {
-      const { aIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
+      const { aIndex, aOwn } = await handshakeThroughBridge(a, b, kA, kB, 0x3000);
       const sent = new Map<number, Uint8Array>();
       let delivered = 0;
       const collect = async (waitMs: number) => {
@@ -116,7 +117,7 @@ Deno.test(
       // waits in the socket at a time, and none overflows its buffer.
       for (let counter = 0; counter < 600; counter++) {
         const packet = transport(aIndex, counter, (counter * 37) % 1400);
-        sent.set(counter, packet);
+        sent.set(counter, asDelivered(packet, aOwn));
         await b.send(packet);
         if (counter % 30 === 29) await collect(20);
       }

@@ -155,10 +155,23 @@ export class SimPeer {
   }
 }
 
+/** Indices of a session between two simulated peers, as each peer knows them. */
+export interface SimSession {
+  /** What B puts in packets to A (the index A's response gave B). */
+  aIndex: number;
+  /** What A puts in packets to B (the index B's initiation gave A). */
+  bIndex: number;
+  /** A's own index: packets delivered to A carry it. */
+  aOwn: number;
+  /** B's own index: packets delivered to B carry it. */
+  bOwn: number;
+}
+
 /**
- * The first contact of two fresh simulated peers through a bridge: A proves itself with a cookie
- * round (its initiation has nowhere to go yet), then B's initiation reaches A and A's response
- * reaches B. Returns both indices (B is the initiator).
+ * The first contact of two fresh simulated peers through a bridge, as WireGuard peers meet:
+ * A's initiation towards the unlocated B is held, B's initiation towards A is paired with it
+ * and reaches A (under an index the bridge chose, which A echoes in its response), and A's
+ * response reaches B (carrying an index of the bridge's for B to echo). B is the initiator.
  */
 export async function handshakeThroughBridge(
   a: SimPeer,
@@ -166,34 +179,50 @@ export async function handshakeThroughBridge(
   kA: string,
   kB: string,
   base: number,
-) {
+): Promise<SimSession> {
   await a.initiate(base, kB);
-  const bIndex = await b.initiate(base + 0x10, kA);
+  const bOwn = await b.initiate(base + 0x10, kA);
   const atA = await a.next(1);
   assert.ok(atA, "A received B's initiation");
-  assert.equal(readU32(atA, 4), bIndex);
-  const aIndex = base + 0x20;
-  await a.send(response(aIndex, bIndex, kB));
-  assert.ok(await b.next(2), "B received A's response");
-  return { aIndex, bIndex };
+  const bIndex = readU32(atA, 4);
+  const aOwn = base + 0x20;
+  await a.send(response(aOwn, bIndex, kB));
+  const atB = await b.next(2);
+  assert.ok(atB, "B received A's response");
+  assert.equal(readU32(atB, 8), bOwn, "the response reaches B with B's own index");
+  return { aIndex: readU32(atB, 4), bIndex, aOwn, bOwn };
+}
+
+/** A transport packet as its receiver gets it: the bridge writes the receiver's own index. */
+export function asDelivered(packet: Uint8Array, ownIndex: number): Uint8Array {
+  const out = packet.slice();
+  new DataView(out.buffer).setUint32(4, ownIndex, true);
+  return out;
 }
 
 /** Sends one transport packet of each size each way, B (the initiator) first; checks delivery. */
 export async function exchangeTransport(
   a: SimPeer,
   b: SimPeer,
-  aIndex: number,
-  bIndex: number,
+  session: SimSession,
   sizes: number[],
 ) {
   let counter = 0;
   for (const size of sizes) {
-    const toA = transport(aIndex, counter, size);
+    const toA = transport(session.aIndex, counter, size);
     await b.send(toA);
-    assert.deepEqual(await a.next(4), toA, `A got B's ${size}-byte packet`);
-    const toB = transport(bIndex, counter, size);
+    assert.deepEqual(
+      await a.next(4),
+      asDelivered(toA, session.aOwn),
+      `A got B's ${size}-byte packet`,
+    );
+    const toB = transport(session.bIndex, counter, size);
     await a.send(toB);
-    assert.deepEqual(await b.next(4), toB, `B got A's ${size}-byte packet`);
+    assert.deepEqual(
+      await b.next(4),
+      asDelivered(toB, session.bOwn),
+      `B got A's ${size}-byte packet`,
+    );
     counter++;
   }
 }

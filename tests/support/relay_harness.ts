@@ -61,33 +61,44 @@ export class RelayHarness {
   }
 
   /**
-   * Sends an initiation for `target` from `from`, doing the cookie round if challenged (using
-   * the cookie at once, as a peer would at its next retransmission). Returns the last outcome.
+   * Sends an initiation for `target` from `from` as a WireGuard peer would until it goes
+   * through: a held first contact is retried (as the peer does after REKEY_TIMEOUT), and a
+   * cookie reply is used at once on the next try. Indices `index`, `index + 1`, `index + 2` may
+   * be used. Returns the last outcome.
    */
   initiate(index: number, target: string, from: Addr): Outcome {
     const key = `${from.host}:${from.port}`;
-    const first = initiation(index, target, this.#cookies.get(key));
-    const out = this.send(first, from);
-    if (out.action !== "reply") return out;
-    const cookie = openCookieReply(out.payload, target, first);
-    assert.ok(cookie, "the cookie reply opens with the target's key");
-    this.#cookies.set(key, cookie);
-    return this.send(initiation(index + 1, target, cookie), from);
+    let out: Outcome | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const packet = initiation(index + attempt, target, this.#cookies.get(key));
+      out = this.send(packet, from);
+      if (out.action === "reply") {
+        const cookie = openCookieReply(out.payload, target, packet);
+        assert.ok(cookie, "the cookie reply opens with the target's key");
+        this.#cookies.set(key, cookie);
+      } else if (out.reason !== "held") {
+        return out;
+      }
+    }
+    return out!;
   }
 
   /**
-   * Makes a session between fresh peers, both proven by our cookie: `a` answers a challenge
-   * (nobody to reach yet), then `b` initiates to `a` (a candidate, so `b` is challenged too),
-   * `a` responds and `b` confirms. Returns the indices (b initiated: bIndex is the initiator's).
+   * Makes a session between fresh peers as they would meet on a fresh bridge: `a`'s initiation
+   * towards the unlocated `b` is held, `b`'s initiation towards `a` is paired with it and
+   * forwarded there under an index the bridge chose, `a` responds to that index, and `b`
+   * confirms with the index the response carried. Both addresses are then proven by those
+   * echoes. Returns the indices each side's packets must carry: `aIndex` (B -> A) and
+   * `bIndex` (A -> B), as the peers learnt them.
    */
   establish(kA: string, kB: string, a: Addr, b: Addr, base: number) {
-    this.initiate(base, kB, a);
-    const toA = this.initiate(base + 0x10, kA, b);
+    assert.equal(this.send(initiation(base, kB), a).reason, "held", "a's first contact is held");
+    const toA = this.send(initiation(base + 0x10, kA), b);
     assert.deepEqual(toA.targets, [`${a.host}:${a.port}`], "b's initiation reaches a");
     const bIndex = new DataView(toA.payload.buffer).getUint32(4, true);
-    const aIndex = base + 0x20;
-    const back = this.send(response(aIndex, bIndex, kB), a);
+    const back = this.send(response(base + 0x20, bIndex, kB), a);
     assert.deepEqual(back.targets, [`${b.host}:${b.port}`], "a's response reaches b");
+    const aIndex = new DataView(back.payload.buffer).getUint32(4, true);
     const first = this.send(transport(aIndex, 0), b);
     assert.deepEqual(first.targets, [`${a.host}:${a.port}`], "b's first packet confirms");
     return { aIndex, bIndex };
