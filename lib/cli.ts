@@ -10,6 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { parseHostPort, parsePort } from "./address.ts";
+import { LIMIT_BOUNDS } from "./limit_bounds.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
 import {
@@ -17,6 +18,7 @@ import {
   DATAPATHS,
   DEFAULT_METRICS_LISTEN,
   DEFAULT_SUMMARY_INTERVAL_S,
+  MAX_SUMMARY_INTERVAL_S,
   type SettingsLayer,
 } from "./settings.ts";
 
@@ -49,6 +51,7 @@ export type CliResult =
   | { ok: false; error: string };
 
 const d = DEFAULT_RELAY_OPTIONS;
+const b = LIMIT_BOUNDS;
 
 /** The usage text printed by `--help`. */
 export const USAGE = `wg-bridge: a relay that lets WireGuard peers behind NAT reach each other.
@@ -77,10 +80,12 @@ Flags override the config file. SIGHUP re-reads the config file.
                         a listener set in the config file)
       --datapath KIND   auto, deno or linux (default auto: linux when this is
                         64-bit Linux and --allow-ffi was granted, else deno)
-      --max-sessions N  established sessions kept (default ${d.maxSessions})
-      --max-pending N   pending handshakes kept (default ${d.maxPending})
-      --handshake-rate N  handshake messages per second per source IP or /64 (default ${d.handshakeRate})
-      --handshake-burst N burst for the above (default ${d.handshakeBurst})
+      --max-sessions N  established sessions kept (default ${d.maxSessions},
+                        at most ${b.maxSessions.max})
+      --max-pending N   pending handshakes kept (default ${d.maxPending}, at most ${b.maxPending.max})
+      --handshake-rate N  handshake messages per second per source IP or /64
+                        (default ${d.handshakeRate}, at most ${b.handshakeRate.max})
+      --handshake-burst N burst for the above (default ${d.handshakeBurst}, at most ${b.handshakeBurst.max})
       --json            (status) print the JSON the bridge serves at /status
   -h, --help            show this text
   -V, --version         show the version
@@ -100,9 +105,10 @@ export function parseCommandLine(args: string[]): CliResult {
   }
 }
 
-function whole(name: string, text: string, min: number): number {
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
-    throw new CliError(`--${name} "${text}": want a whole number of at least ${min}`);
+function whole(name: string, text: string, min: number, max: number): number {
+  // Digits only (no "1e6", "0x10" or "-1"), and never so many that Number() would round.
+  if (!/^[0-9]{1,15}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new CliError(`--${name} "${text}": want a whole number from ${min} to ${max}`);
   }
   return Number(text);
 }
@@ -178,7 +184,12 @@ function parseOrThrow(args: string[]): CliResult {
     flags.logFormat = oneOf<LogFormat>("log-format", values["log-format"], LOG_FORMATS);
   }
   if (values["summary-interval"] !== undefined) {
-    flags.summaryIntervalS = whole("summary-interval", values["summary-interval"], 0);
+    flags.summaryIntervalS = whole(
+      "summary-interval",
+      values["summary-interval"],
+      0,
+      MAX_SUMMARY_INTERVAL_S,
+    );
   }
   const metrics = values["metrics-listen"];
   if (metrics === "off") flags.metricsListen = null;
@@ -192,7 +203,9 @@ function parseOrThrow(args: string[]): CliResult {
   }
   for (const [flag, field] of LIMIT_FLAGS) {
     const text = values[flag];
-    if (text !== undefined) (flags.limits ??= {})[field] = whole(flag, text, 1);
+    if (text === undefined) continue;
+    const { min, max } = LIMIT_BOUNDS[field];
+    (flags.limits ??= {})[field] = whole(flag, text, min, max);
   }
   if (values.keys !== undefined) {
     flags.groups = values.keys.map((list, i) => ({

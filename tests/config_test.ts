@@ -374,7 +374,7 @@ Deno.test("the command line: commands, new flags and their errors", () => {
     [["--log-format", "yaml"], /^--log-format "yaml": want one of text, json/],
     [["--metrics-listen", "9586"], /^--metrics-listen "9586": not an IP address/],
     [["--metrics-listen", "127.0.0.1"], /^--metrics-listen "127\.0\.0\.1": no port/],
-    [["--summary-interval", "5s"], /^--summary-interval "5s": want a whole number of at least 0/],
+    [["--summary-interval", "5s"], /^--summary-interval "5s": want a whole number from 0 to 86400/],
     [["--listen", "example.org"], /^--listen "example\.org": not an IP address/],
     [["--config="], /^--config: empty file name/],
   ];
