@@ -127,12 +127,12 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
             },
             process: { ...Deno.memoryUsage(), startTime },
           }),
-        status: () =>
+        status: (limit) =>
           buildStatus({
             version: VERSION,
             registry: relay.registry,
-            sessions: relay.table.list(),
-            pending: relay.table.pendingCount,
+            table: relay.table,
+            limit,
             now: performance.now(),
             wallTime: new Date(),
             startedAt,

@@ -1,24 +1,41 @@
 /**
  * The optional HTTP listener for operators: `/metrics` (Prometheus text), `/healthz` (probes)
- * and `/status` (live sessions as JSON), on `Deno.serve`. And the client side of `/status`, for
- * `wg-bridge status`.
+ * and `/status` (live sessions as JSON; `?sessions=N` lists up to N, at most 1,000), served by
+ * io/http_server.ts, which bounds every connection in time and number. And the client side of
+ * `/status`, for `wg-bridge status`.
  *
  * It answers GET and HEAD on those three paths and nothing else. Pages are built on demand from
- * the relay's state by the callbacks main.ts passes in; a scrape never touches the datapath.
+ * the relay's state by the callbacks main.ts passes in, on the datapath's thread; the status
+ * document, the one page whose cost grows with the sessions, takes at most
+ * {@link STATUS_MAX_SHARE} of that thread whatever the request rate.
  *
  * @module
  */
 
 import { formatHostPort, type HostPort } from "../lib/address.ts";
 import { METRICS_CONTENT_TYPE } from "../lib/metrics.ts";
-import type { Status } from "../lib/status.ts";
+import {
+  limitSessions,
+  MAX_STATUS_SESSIONS,
+  parseSessionLimit,
+  type Status,
+} from "../lib/status.ts";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits, serveHttp } from "./http_server.ts";
+
+/**
+ * The share of the thread (which is the datapath's) that building /status may take, whatever
+ * the request rate: a document that took `t` ms to build is served again for the next
+ * `t / share - t` ms. A small table's document is then always fresh (0.05 ms to build: 1 ms
+ * of reuse); 100,000 sessions (about 10 ms) are rebuilt at most every 0.2 s.
+ */
+export const STATUS_MAX_SHARE = 0.05;
 
 /** What the listener serves, produced fresh for each request. */
 export interface OpsPages {
   /** Prometheus exposition text. */
   metrics(): string;
-  /** The status document. */
-  status(): Status;
+  /** The status document listing at most `limit` sessions. */
+  status(limit: number): Status;
   /** Whether the bridge is healthy (its datapath is running). */
   healthy(): boolean;
 }
@@ -39,8 +56,8 @@ export function handleOps(request: Request, pages: OpsPages): Response {
   if (request.method !== "GET" && request.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
-  const path = new URL(request.url).pathname;
-  switch (path) {
+  const url = new URL(request.url);
+  switch (url.pathname) {
     case "/metrics":
       return new Response(pages.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     case "/healthz": {
@@ -50,31 +67,45 @@ export function handleOps(request: Request, pages: OpsPages): Response {
         headers: { "content-type": "text/plain; charset=utf-8" },
       });
     }
-    case "/status":
-      return new Response(JSON.stringify(pages.status(), null, 2) + "\n", {
+    case "/status": {
+      const limit = parseSessionLimit(url.searchParams.get("sessions"));
+      if (!limit.ok) return new Response(`${limit.error}\n`, { status: 400 });
+      return new Response(JSON.stringify(pages.status(limit.limit), null, 2) + "\n", {
         headers: { "content-type": "application/json; charset=utf-8" },
       });
+    }
     default:
       return new Response("not found: try /metrics, /healthz or /status\n", { status: 404 });
   }
 }
 
+/** `build`, for the largest list, reused for {@link STATUS_MAX_SHARE} of the thread at most. */
+function statusWithinShare(build: (limit: number) => Status): (limit: number) => Status {
+  let cached: Status | undefined;
+  let freshUntil = -Infinity;
+  return (limit) => {
+    const start = performance.now();
+    if (cached === undefined || start >= freshUntil) {
+      cached = build(MAX_STATUS_SESSIONS);
+      const end = performance.now();
+      freshUntil = end + (end - start) * (1 / STATUS_MAX_SHARE - 1);
+    }
+    return limitSessions(cached, limit);
+  };
+}
+
 /**
  * Starts the listener on `address`. Throws {@link HttpBindError} when the address cannot be
- * bound (in use, not local, no permission).
+ * bound (in use, not local, no permission). `limits` are for tests of the limits themselves.
  */
-export function serveOps(address: HostPort, pages: OpsPages): OpsServer {
-  const controller = new AbortController();
-  let server: Deno.HttpServer;
+export function serveOps(
+  address: HostPort,
+  pages: OpsPages,
+  limits: HttpLimits = DEFAULT_HTTP_LIMITS,
+): OpsServer {
+  let listener: Deno.Listener;
   try {
-    server = Deno.serve({
-      hostname: address.host,
-      port: address.port,
-      signal: controller.signal,
-      onListen: () => {},
-      // A bug in a page must not stop the listener, and must not leak a stack to a scraper.
-      onError: () => new Response("internal error\n", { status: 500 }),
-    }, (request) => handleOps(request, pages));
+    listener = Deno.listen({ hostname: address.host, port: address.port, transport: "tcp" });
   } catch (e) {
     const why = e instanceof Deno.errors.AddrInUse
       ? "address already in use"
@@ -83,26 +114,26 @@ export function serveOps(address: HostPort, pages: OpsPages): OpsServer {
       : String(e);
     throw new HttpBindError(`--metrics-listen ${formatHostPort(address)}: cannot listen: ${why}`);
   }
-  return {
-    label: formatHostPort(address),
-    close: async () => {
-      controller.abort();
-      await server.finished;
-    },
-  };
+  const cached: OpsPages = { ...pages, status: statusWithinShare((n) => pages.status(n)) };
+  const server = serveHttp(listener, (request) => handleOps(request, cached), limits);
+  return { label: formatHostPort(address), close: () => server.close() };
 }
 
 /**
  * Fetches `/status` from a bridge's listener. A wildcard listen address (`0.0.0.0`, `::`) is
  * reached over loopback. Throws an Error with a one-line message on failure.
  */
-export async function fetchStatus(address: HostPort): Promise<Status> {
+export async function fetchStatus(
+  address: HostPort,
+  sessions?: number,
+): Promise<Status> {
   const host = address.host === "0.0.0.0"
     ? "127.0.0.1"
     : address.host === "::"
     ? "::1"
     : address.host;
-  const url = `http://${formatHostPort({ host, port: address.port })}/status`;
+  const query = sessions === undefined ? "" : `?sessions=${sessions}`;
+  const url = `http://${formatHostPort({ host, port: address.port })}/status${query}`;
   let response: Response;
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(5000) });

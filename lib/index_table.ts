@@ -591,6 +591,33 @@ export class IndexTable {
     return this.#columns.state[slot] === CONFIRMED;
   }
 
+  // Reads for the status page: a walk over every session that makes no object per session.
+
+  /** The oldest confirmed (or unconfirmed) session's slot, or -1 when there is none. */
+  firstSlot(confirmed: boolean): number {
+    return confirmed ? this.#confirmedHead : this.#unconfirmedHead;
+  }
+
+  /** The slot after `slot` in its list (oldest first), or -1 at the end. */
+  nextSlot(slot: number): number {
+    return this.#columns.next[slot];
+  }
+
+  /** When a session was linked (ms). */
+  createdAt(slot: number): number {
+    return this.#columns.createdAt[slot];
+  }
+
+  /** Bytes received from a side. */
+  bytesOf(side: number): number {
+    return this.#columns.bytes[side];
+  }
+
+  /** When a side last sent a packet (ms). */
+  lastSeenOf(side: number): number {
+    return this.#columns.lastSeen[side];
+  }
+
   /**
    * The session in `slot` as an object, for events and tools: the view handed out before if
    * there is one, otherwise a new one that is not kept (so the hot paths leave no objects).

@@ -1,0 +1,98 @@
+/**
+ * What building `/status` costs the datapath's thread at many sessions, in-process: N sessions
+ * linked and confirmed in a real index table (pairs of keys from one group, each side at its own
+ * address), then the status document built and serialised as the listener does, several times.
+ * No socket, no verdict: it prints one JSON line with the median and worst times to build the
+ * document and to serialise it.
+ *
+ * The listener builds the document with the largest list (1,000 sessions) at most once a
+ * second and serves smaller lists from it, so `--limit 1000` is the cost that counts.
+ *
+ * Run: deno run bench/status_cost.ts [--sessions N] [--keys K] [--runs R] [--limit L]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { EndpointTable } from "../lib/endpoints.ts";
+import { IndexTable } from "../lib/index_table.ts";
+import { KeyRegistry } from "../lib/keys.ts";
+import { buildStatus } from "../lib/status.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    sessions: { type: "string", default: "100000" },
+    keys: { type: "string", default: "1000" },
+    runs: { type: "string", default: "7" },
+    limit: { type: "string", default: "1000" },
+  },
+});
+const sessions = Number(values.sessions), keyCount = Number(values.keys);
+const runs = Number(values.runs), limit = Number(values.limit);
+
+/** A valid public key (any 32 bytes are one) from a number. */
+function key(i: number): string {
+  const bytes = new Uint8Array(32);
+  new DataView(bytes.buffer).setUint32(0, i + 1);
+  return btoa(String.fromCharCode(...bytes));
+}
+
+const built = KeyRegistry.build([{
+  name: "all",
+  keys: Array.from({ length: keyCount }, (_, i) => ({ key: key(i), label: `peer-${i}` })),
+}]);
+if (!built.ok) throw new Error(built.error);
+const registry = built.registry;
+const table = new IndexTable({ maxPending: 4096, maxPendingPerSource: 4, maxSessions: sessions });
+const endpoints = new EndpointTable(2 * sessions);
+let now = 1000;
+for (let i = 0; i < sessions; i++) {
+  const a = endpoints.intern(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 1000, now)!;
+  const b = endpoints.intern(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 2000, now)!;
+  const initiator = registry.keys[i % keyCount], responder = registry.keys[(i + 1) % keyCount];
+  const pending = {
+    index: 2 * i + 1,
+    initiator: a,
+    target: responder,
+    forwardedTo: [b],
+    createdAt: now,
+  };
+  table.addPending(pending);
+  const slot = table.linkSlot(pending, 2 * i + 2, b, initiator, now);
+  table.confirm(slot, now);
+  table.countPacket(table.initiatorOf(slot), 100 + (i % 7), now + (i % 1000));
+  now += 0.01;
+}
+
+const build: number[] = [], serialise: number[] = [];
+let size = 0;
+for (let r = 0; r < runs; r++) {
+  const t0 = performance.now();
+  const status = buildStatus({
+    version: "bench",
+    registry,
+    table,
+    limit,
+    now: now + 2000,
+    wallTime: new Date(),
+    startedAt: 0,
+  });
+  const t1 = performance.now();
+  size = JSON.stringify(status, null, 2).length;
+  build.push(t1 - t0);
+  serialise.push(performance.now() - t1);
+}
+const median = (xs: number[]) => Number(xs.sort((x, y) => x - y)[xs.length >> 1].toFixed(1));
+const worst = (xs: number[]) => Number(Math.max(...xs).toFixed(1));
+console.log(JSON.stringify({
+  sessions: table.sessionCount,
+  keys: keyCount,
+  listed: limit,
+  runs,
+  build_median_ms: median(build),
+  build_max_ms: worst(build),
+  json_median_ms: median(serialise),
+  json_max_ms: worst(serialise),
+  body_bytes: size,
+}));
