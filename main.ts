@@ -75,7 +75,9 @@ async function status(cli: Extract<CliResult, { command: "status" }>): Promise<v
   }
   if (address === null) fail("status needs the bridge's --metrics-listen address");
   address ??= parseHostPort(DEFAULT_METRICS_LISTEN) as { host: string; port: number };
-  const document = await fetchStatus(address).catch((e) => fail((e as Error).message));
+  const document = await fetchStatus(address, cli.sessions).catch((e) =>
+    fail((e as Error).message)
+  );
   console.log(cli.json ? JSON.stringify(document, null, 2) : formatStatus(document));
 }
 

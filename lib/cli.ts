@@ -21,6 +21,7 @@ import {
   MAX_SUMMARY_INTERVAL_S,
   type SettingsLayer,
 } from "./settings.ts";
+import { DEFAULT_STATUS_SESSIONS, MAX_STATUS_SESSIONS, parseSessionLimit } from "./status.ts";
 
 export { LOG_LEVELS, type LogLevel } from "./log.ts";
 export type { ServerOptions } from "./settings.ts";
@@ -46,6 +47,8 @@ export type CliResult =
     flags: SettingsLayer;
     /** Print the raw JSON instead of text. */
     json: boolean;
+    /** `--sessions`: how many sessions to list (the bridge's default when absent). */
+    sessions?: number;
   }
   | { ok: true; command: "help" | "version" }
   | { ok: false; error: string };
@@ -60,7 +63,7 @@ Usage: wg-bridge [run] --config FILE [options]
        wg-bridge [run] -k "KEY1,KEY2[,...]" [-k "KEY3,KEY4" ...] [options]
        wg-bridge check --config FILE [options]   validate, print groups and labels, exit 0/1
        wg-bridge status [--config FILE | --metrics-listen ADDR:PORT] [--json]
-                                                 show the sessions of a running bridge
+                        [--sessions N]           show the sessions of a running bridge
 
 Flags override the config file. SIGHUP re-reads the config file.
 
@@ -87,6 +90,8 @@ Flags override the config file. SIGHUP re-reads the config file.
                         (default ${d.handshakeRate}, at most ${b.handshakeRate.max})
       --handshake-burst N burst for the above (default ${d.handshakeBurst}, at most ${b.handshakeBurst.max})
       --json            (status) print the JSON the bridge serves at /status
+      --sessions N      (status) list the N most recently active sessions
+                        (default ${DEFAULT_STATUS_SESSIONS}, at most ${MAX_STATUS_SESSIONS})
   -h, --help            show this text
   -V, --version         show the version
 `;
@@ -149,6 +154,7 @@ function parseOrThrow(args: string[]): CliResult {
       "handshake-rate": { type: "string" },
       "handshake-burst": { type: "string" },
       json: { type: "boolean" },
+      sessions: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -162,6 +168,9 @@ function parseOrThrow(args: string[]): CliResult {
   if (extra !== undefined) throw new CliError(`unexpected argument "${extra}"`);
   const command = (first ?? "run") as typeof COMMANDS[number];
   if (values.json && command !== "status") throw new CliError("--json is for wg-bridge status");
+  if (values.sessions !== undefined && command !== "status") {
+    throw new CliError("--sessions is for wg-bridge status");
+  }
   if (values.config === "") throw new CliError("--config: empty file name");
 
   const flags: SettingsLayer = {};
@@ -215,7 +224,11 @@ function parseOrThrow(args: string[]): CliResult {
   }
   const configPath = values.config;
   if (command === "status") {
-    return { ok: true, command, configPath, flags, json: values.json === true };
+    const status = { ok: true, command, configPath, flags, json: values.json === true } as const;
+    if (values.sessions === undefined) return status;
+    const limit = parseSessionLimit(values.sessions);
+    if (!limit.ok) throw new CliError(`--${limit.error}`);
+    return { ...status, sessions: limit.limit };
   }
   return { ok: true, command, configPath, flags };
 }

@@ -16,6 +16,7 @@ import {
 import { randomKey, transport } from "./support/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const HEADER_MS = DEFAULT_HTTP_LIMITS.headerTimeoutMs;
 /** Room for a loaded machine: the close is due at the deadline, never before it. */
 const SLACK_MS = 2000;
@@ -259,9 +260,29 @@ Deno.test("/status of a running bridge does not reveal any session index", opts,
     const document = JSON.parse(body);
     assert.equal(document.counts.sessions + document.counts.unconfirmed, 2);
     assert.equal(document.sessions.length, 2);
+    // What `wg-bridge status` prints from it: one session asked for, one listed, no index.
+    const cli = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-net",
+        MAIN,
+        "status",
+        "--metrics-listen",
+        `127.0.0.1:${metrics}`,
+        "--sessions",
+        "1",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(cli.stdout);
+    assert.equal(cli.code, 0, new TextDecoder().decode(cli.stderr));
+    assert.equal(text.match(/^session: /gm)?.length, 1, text);
+    assert.match(text, /\(only the 1 most active of 2 sessions shown\)/);
     for (const index of live) {
-      for (const text of spellings(index)) {
-        assert.ok(!body.includes(text), `index ${index} appears as "${text}"`);
+      for (const spelling of spellings(index)) {
+        assert.ok(!body.includes(spelling), `index ${index} appears as "${spelling}"`);
+        assert.ok(!text.includes(spelling), `index ${index} printed as "${spelling}"`);
       }
     }
   } finally {
