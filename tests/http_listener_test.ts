@@ -5,7 +5,13 @@
  * index. The listener runs at its default bounds throughout: they are the product.
  */
 import assert from "node:assert/strict";
-import { handleOps, type OpsPages, type OpsServer, serveOps } from "../io/http.ts";
+import {
+  handleOps,
+  type OpsPages,
+  type OpsServer,
+  serveOps,
+  STATUS_MAX_SHARE,
+} from "../io/http.ts";
 import { DEFAULT_HTTP_LIMITS } from "../io/http_server.ts";
 import {
   BridgeProcess,
@@ -82,9 +88,9 @@ async function readUntilClosed(conn: Deno.Conn, since: number, waitMs: number) {
       }
     }
   }
-  const text = new TextDecoder().decode(
-    chunks.reduce((all, c) => new Uint8Array([...all, ...c]), new Uint8Array(0)),
-  );
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => (all.set(c, at), at + c.length), 0);
+  const text = new TextDecoder().decode(all);
   return { text, closedAfter };
 }
 
@@ -161,6 +167,31 @@ Deno.test("1,000 idle connections do not keep /healthz from answering", opts, as
   });
 });
 
+Deno.test(
+  `a client that stops reading its answer is cut off ${
+    DEFAULT_HTTP_LIMITS.writeTimeoutMs / 1000
+  } s after its request`,
+  opts,
+  async () => {
+    // 16 MB: far more than loopback buffers hold for a reader that takes nothing.
+    const big = "#".repeat(15) + "\n";
+    const page = big.repeat(1 << 20);
+    const port = freeTcpPort();
+    const server = serveOps({ host: "127.0.0.1", port }, { ...pages, metrics: () => page });
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await send(conn, "GET /metrics HTTP/1.1\r\n\r\n");
+      await new Promise((r) => setTimeout(r, DEFAULT_HTTP_LIMITS.writeTimeoutMs + SLACK_MS));
+      const t0 = performance.now();
+      const r = await readUntilClosed(conn, t0, SLACK_MS);
+      assert.ok(r.closedAfter !== undefined, "the stalled answer is still being held open");
+      assert.ok(r.text.length < page.length, `the whole page came: ${r.text.length} bytes`);
+    } finally {
+      await server.close();
+    }
+  },
+);
+
 const ANSWERS: [string, string, RegExp][] = [
   [
     "HEAD /healthz",
@@ -208,6 +239,52 @@ Deno.test(
       const ok = await fetch(`http://127.0.0.1:${port}/healthz`);
       assert.equal(await ok.text(), "ok\n");
     });
+  },
+);
+
+Deno.test(
+  `building /status takes at most ${
+    STATUS_MAX_SHARE * 100
+  }% of the thread however often it is asked for`,
+  opts,
+  async () => {
+    const COST_MS = 20;
+    let builds = 0;
+    const slow: OpsPages = {
+      ...pages,
+      status: (limit) => {
+        builds++;
+        const until = performance.now() + COST_MS;
+        while (performance.now() < until) { /* a large table's pass */ }
+        return {
+          version: "x",
+          time: "",
+          uptimeSeconds: 0,
+          counts: { sessions: 0, unconfirmed: 0, pending: 0, keys: 0, groups: 0 },
+          peers: [],
+          sessions: [],
+          sessionLimit: limit,
+          truncated: false,
+        };
+      },
+    };
+    const port = freeTcpPort();
+    const server = serveOps({ host: "127.0.0.1", port }, slow);
+    try {
+      const t0 = performance.now();
+      for (let i = 0; i < 60; i++) {
+        const r = await fetch(`http://127.0.0.1:${port}/status?sessions=${i % 3}`);
+        assert.equal((await r.json()).sessionLimit, i % 3);
+      }
+      const elapsed = performance.now() - t0;
+      // Each build is reused for 19 times its cost: one build plus one per 20 costs elapsed.
+      assert.ok(
+        builds <= 1 + elapsed / (COST_MS / STATUS_MAX_SHARE),
+        `${builds} builds of ${COST_MS} ms in ${elapsed.toFixed(0)} ms`,
+      );
+    } finally {
+      await server.close();
+    }
   },
 );
 
