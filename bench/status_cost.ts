@@ -5,8 +5,8 @@
  * No socket, no verdict: it prints one JSON line with the median and worst times to build the
  * document and to serialise it.
  *
- * The listener builds the document with the largest list (1,000 sessions) at most once a
- * second and serves smaller lists from it, so `--limit 1000` is the cost that counts.
+ * `--limit` is the number of sessions listed: 100 is what /status lists unless asked, 1,000
+ * the most it lists.
  *
  * Run: deno run bench/status_cost.ts [--sessions N] [--keys K] [--runs R] [--limit L]
  *
@@ -25,7 +25,7 @@ const { values } = parseArgs({
     sessions: { type: "string", default: "100000" },
     keys: { type: "string", default: "1000" },
     runs: { type: "string", default: "7" },
-    limit: { type: "string", default: "1000" },
+    limit: { type: "string", default: "100" },
   },
 });
 const sessions = Number(values.sessions), keyCount = Number(values.keys);

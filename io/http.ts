@@ -6,7 +6,7 @@
  *
  * It answers GET and HEAD on those three paths and nothing else. Pages are built on demand from
  * the relay's state by the callbacks main.ts passes in, on the datapath's thread; the status
- * document, the one page whose cost grows with the sessions, takes at most
+ * document, the one page whose cost grows with the sessions, may take at most
  * {@link STATUS_MAX_SHARE} of that thread whatever the request rate.
  *
  * @module
@@ -14,21 +14,19 @@
 
 import { formatHostPort, type HostPort } from "../lib/address.ts";
 import { METRICS_CONTENT_TYPE } from "../lib/metrics.ts";
-import {
-  limitSessions,
-  MAX_STATUS_SESSIONS,
-  parseSessionLimit,
-  type Status,
-} from "../lib/status.ts";
+import { parseSessionLimit, type Status } from "../lib/status.ts";
+import { TimeBudget } from "../lib/time_budget.ts";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits, serveHttp } from "./http_server.ts";
 
 /**
- * The share of the thread (which is the datapath's) that building /status may take, whatever
- * the request rate: a document that took `t` ms to build is served again for the next
- * `t / share - t` ms. A small table's document is then always fresh (0.05 ms to build: 1 ms
- * of reuse); 100,000 sessions (about 10 ms) are rebuilt at most every 0.2 s.
+ * The share of the thread (which is the datapath's) that /status may take, whatever the request
+ * rate: building and serialising it costs about 5 ms at 100,000 sessions (bench/status_cost.ts),
+ * so 5% is ten requests a second there, and a poller in a loop cannot slow the datapath by more.
+ * Past it, /status answers 503 with `retry-after: 1`; /metrics and /healthz are unaffected.
  */
 export const STATUS_MAX_SHARE = 0.05;
+/** Thread time /status may save up: enough for a few requests at a million sessions (~50 ms). */
+export const STATUS_BURST_MS = 200;
 
 /** What the listener serves, produced fresh for each request. */
 export interface OpsPages {
@@ -79,18 +77,22 @@ export function handleOps(request: Request, pages: OpsPages): Response {
   }
 }
 
-/** `build`, for the largest list, reused for {@link STATUS_MAX_SHARE} of the thread at most. */
-function statusWithinShare(build: (limit: number) => Status): (limit: number) => Status {
-  let cached: Status | undefined;
-  let freshUntil = -Infinity;
-  return (limit) => {
+/** {@link handleOps} with /status held to {@link STATUS_MAX_SHARE} of the thread. */
+function withinShare(pages: OpsPages): (request: Request) => Response {
+  const budget = new TimeBudget(STATUS_MAX_SHARE, STATUS_BURST_MS, performance.now());
+  return (request) => {
+    if (new URL(request.url).pathname !== "/status") return handleOps(request, pages);
     const start = performance.now();
-    if (cached === undefined || start >= freshUntil) {
-      cached = build(MAX_STATUS_SESSIONS);
-      const end = performance.now();
-      freshUntil = end + (end - start) * (1 / STATUS_MAX_SHARE - 1);
+    if (!budget.allows(start)) {
+      return new Response("busy: /status is limited to 5% of the bridge's time, retry\n", {
+        status: 503,
+        headers: { "retry-after": "1" },
+      });
     }
-    return limitSessions(cached, limit);
+    const response = handleOps(request, pages);
+    const end = performance.now();
+    budget.charge(end - start, end);
+    return response;
   };
 }
 
@@ -114,8 +116,7 @@ export function serveOps(
       : String(e);
     throw new HttpBindError(`--metrics-listen ${formatHostPort(address)}: cannot listen: ${why}`);
   }
-  const cached: OpsPages = { ...pages, status: statusWithinShare((n) => pages.status(n)) };
-  const server = serveHttp(listener, (request) => handleOps(request, cached), limits);
+  const server = serveHttp(listener, withinShare(pages), limits);
   return { label: formatHostPort(address), close: () => server.close() };
 }
 

@@ -1,22 +1,22 @@
 /**
  * The bridge's live state as `wg show` would print it for an interface: every configured peer
  * with its address, latest handshake and transfer, and the sessions themselves. Pure: the
- * caller passes the sessions, the registry and both clocks in.
+ * caller passes the index table, the registry and both clocks in.
  *
  * Served as JSON at `/status` on the metrics listener; `wg-bridge status` fetches it and prints
  * it with `formatStatus` from lib/status_text.ts.
-
-What it leaves out, on purpose: session indices and per-side packet counts. A side's 32-bit
-index is all that stands between a spoofer and that side's session (a transport packet names
-its receiver by index, and a counter just past the side's last one is accepted), and a side's
-packet count is close to its counter. So the document names sessions by their peers and
-endpoints only, and gives transfer per session (both directions together) and per peer.
-
-What it costs: one pass over the index table's columns, making no object per session, and a
-heap that keeps the most recently active sessions to list (at most {@link MAX_STATUS_SESSIONS},
-{@link DEFAULT_STATUS_SESSIONS} unless asked). At 100,000 sessions that is a few milliseconds
-on the datapath's thread (was 143-355 ms with an object per session and a full sort);
-bench/status_cost.ts measures it.
+ *
+ * What it leaves out, on purpose: session indices and per-side packet counts. A side's 32-bit
+ * index is all that stands between a spoofer and that side's session (a transport packet names
+ * its receiver by index, and a counter just past the side's last one is accepted), and a side's
+ * packet count is close to its counter. So the document names sessions by their peers and
+ * endpoints only, and gives transfer per session (both directions together) and per peer.
+ *
+ * What it costs: one pass over the index table's columns, making no object per session, and a
+ * heap that keeps the most recently active sessions to list (at most {@link MAX_STATUS_SESSIONS},
+ * {@link DEFAULT_STATUS_SESSIONS} unless asked). At 100,000 sessions that is about 5 ms on the
+ * datapath's thread (was 143-355 ms with an object per session and a full sort);
+ * bench/status_cost.ts measures it, and io/http.ts caps the share of the thread it may take.
  *
  * @module
  */
@@ -222,18 +222,6 @@ export function buildStatus(input: StatusInput): Status {
     },
     peers,
     sessions: active.sorted().map((slot) => session(table, slot, now)),
-    sessionLimit: limit,
-    truncated: total > limit,
-  };
-}
-
-/** The same document listing at most `limit` of its sessions (for a cached full one). */
-export function limitSessions(status: Status, limit: number): Status {
-  if (limit >= status.sessionLimit) return status;
-  const total = status.counts.sessions + status.counts.unconfirmed;
-  return {
-    ...status,
-    sessions: status.sessions.slice(0, limit),
     sessionLimit: limit,
     truncated: total > limit,
   };

@@ -1,10 +1,11 @@
 /**
  * The operators' listener reads request heads from anyone who can reach it: every input is a
  * request, a call for more bytes, or a refusal with a status, and none is buffered past 8 KiB.
- * And the heap that picks the sessions /status lists.
+ * And the heap that picks the sessions /status lists, and the budget that caps its cost.
  */
 import assert from "node:assert/strict";
 import { MAX_REQUEST_HEAD_BYTES, parseRequestHead } from "../lib/http_request.ts";
+import { TimeBudget } from "../lib/time_budget.ts";
 import { TopK } from "../lib/top_k.ts";
 import { Prng } from "./support/prng.ts";
 
@@ -109,4 +110,17 @@ Deno.test("TopK keeps the k largest keys of a stream, largest first", () => {
       .slice(0, k).map((e) => e.key);
     assert.deepEqual(top.sorted().map((item) => keys[item]), want);
   }
+});
+
+Deno.test("TimeBudget lets work take its burst, then its share of the time, on a fake clock", () => {
+  const budget = new TimeBudget(0.05, 200, 0);
+  let now = 0, spent = 0;
+  // Work of 30 ms asked for every 10 ms for 10 s: it runs while there is credit.
+  for (; now < 10_000; now += 10) {
+    if (!budget.allows(now)) continue;
+    budget.charge(30, now + 30);
+    spent += 30;
+  }
+  assert.ok(spent <= 200 + 0.05 * 10_000 + 30, `${spent} ms of work`);
+  assert.ok(spent >= 0.05 * 10_000, `${spent} ms: the share is not withheld`);
 });
