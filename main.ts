@@ -25,7 +25,7 @@ import {
   type ServerOptions,
   type SettingsLayer,
 } from "./lib/settings.ts";
-import { buildStatus } from "./lib/status.ts";
+import { StatusBuilder } from "./lib/status.ts";
 import { formatStatus } from "./lib/status_text.ts";
 import { snapshot, summaryLine } from "./lib/summary.ts";
 
@@ -130,7 +130,7 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
             process: { ...Deno.memoryUsage(), startTime },
           }),
         status: (limit) =>
-          buildStatus({
+          new StatusBuilder({
             version: VERSION,
             registry: relay.registry,
             table: relay.table,

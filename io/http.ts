@@ -14,7 +14,7 @@
 
 import { formatHostPort, type HostPort } from "../lib/address.ts";
 import { METRICS_CONTENT_TYPE } from "../lib/metrics.ts";
-import { parseSessionLimit, type Status } from "../lib/status.ts";
+import { parseSessionLimit, type Status, type StatusBuilder } from "../lib/status.ts";
 import { TimeBudget } from "../lib/time_budget.ts";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits, serveHttp } from "./http_server.ts";
 
@@ -28,12 +28,18 @@ export const STATUS_MAX_SHARE = 0.05;
 /** Thread time /status may save up: enough for a few requests at a million sessions (~50 ms). */
 export const STATUS_BURST_MS = 200;
 
+/**
+ * Slots of the session table visited per step of a /status build, between which the datapath
+ * runs: about 1 ms at the 50 ns a slot measured at a million sessions (bench/status_cost.ts).
+ */
+export const STATUS_STEP_SLOTS = 20_000;
+
 /** What the listener serves, produced fresh for each request. */
 export interface OpsPages {
   /** Prometheus exposition text. */
   metrics(): string;
-  /** The status document listing at most `limit` sessions. */
-  status(limit: number): Status;
+  /** A builder of the status document listing at most `limit` sessions. */
+  status(limit: number): StatusBuilder;
   /** Whether the bridge is healthy (its datapath is running). */
   healthy(): boolean;
 }
@@ -49,8 +55,32 @@ export interface OpsServer {
 /** Why the listener could not start, in words for the admin. */
 export class HttpBindError extends Error {}
 
-/** Answers one request. Exported for tests that need no socket. */
-export function handleOps(request: Request, pages: OpsPages): Response {
+/** Runs `work`, charging its time to `budget` when there is one. */
+function charged<T>(budget: TimeBudget | undefined, work: () => T): T {
+  const start = performance.now();
+  const result = work();
+  const end = performance.now();
+  budget?.charge(end - start, end);
+  return result;
+}
+
+/** The status document, built {@link STATUS_STEP_SLOTS} at a time with a yield in between. */
+async function buildInSteps(builder: StatusBuilder, budget?: TimeBudget): Promise<Status> {
+  while (!charged(budget, () => builder.step(STATUS_STEP_SLOTS))) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  return charged(budget, () => builder.finish());
+}
+
+/**
+ * Answers one request. `budget`, when given, holds /status to its share of the thread.
+ * Exported for tests that need no socket.
+ */
+export async function handleOps(
+  request: Request,
+  pages: OpsPages,
+  budget?: TimeBudget,
+): Promise<Response> {
   if (request.method !== "GET" && request.method !== "HEAD") {
     return new Response("method not allowed\n", { status: 405, headers: { allow: "GET, HEAD" } });
   }
@@ -68,32 +98,21 @@ export function handleOps(request: Request, pages: OpsPages): Response {
     case "/status": {
       const limit = parseSessionLimit(url.searchParams.get("sessions"));
       if (!limit.ok) return new Response(`${limit.error}\n`, { status: 400 });
-      return new Response(JSON.stringify(pages.status(limit.limit), null, 2) + "\n", {
+      if (budget && !budget.allows(performance.now())) {
+        return new Response("busy: /status is limited to 5% of the bridge's time, retry\n", {
+          status: 503,
+          headers: { "retry-after": "1" },
+        });
+      }
+      const status = await buildInSteps(pages.status(limit.limit), budget);
+      const body = charged(budget, () => JSON.stringify(status, null, 2) + "\n");
+      return new Response(body, {
         headers: { "content-type": "application/json; charset=utf-8" },
       });
     }
     default:
       return new Response("not found: try /metrics, /healthz or /status\n", { status: 404 });
   }
-}
-
-/** {@link handleOps} with /status held to {@link STATUS_MAX_SHARE} of the thread. */
-function withinShare(pages: OpsPages): (request: Request) => Response {
-  const budget = new TimeBudget(STATUS_MAX_SHARE, STATUS_BURST_MS, performance.now());
-  return (request) => {
-    if (new URL(request.url).pathname !== "/status") return handleOps(request, pages);
-    const start = performance.now();
-    if (!budget.allows(start)) {
-      return new Response("busy: /status is limited to 5% of the bridge's time, retry\n", {
-        status: 503,
-        headers: { "retry-after": "1" },
-      });
-    }
-    const response = handleOps(request, pages);
-    const end = performance.now();
-    budget.charge(end - start, end);
-    return response;
-  };
 }
 
 /**
@@ -116,7 +135,8 @@ export function serveOps(
       : String(e);
     throw new HttpBindError(`--metrics-listen ${formatHostPort(address)}: cannot listen: ${why}`);
   }
-  const server = serveHttp(listener, withinShare(pages), limits);
+  const budget = new TimeBudget(STATUS_MAX_SHARE, STATUS_BURST_MS, performance.now());
+  const server = serveHttp(listener, (request) => handleOps(request, pages, budget), limits);
   return { label: formatHostPort(address), close: () => server.close() };
 }
 

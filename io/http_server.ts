@@ -43,7 +43,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
 };
 
 /** Answers one GET or HEAD request (other methods get 405 without it). */
-export type HttpHandler = (request: Request) => Response;
+export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
 /** A running server. */
 export interface HttpServer {
@@ -132,7 +132,7 @@ async function serveConnection(
       });
     } else {
       try {
-        response = handler(new Request(origin + head.target, { method: head.method }));
+        response = await handler(new Request(origin + head.target, { method: head.method }));
       } catch {
         // A bug in a page must not stop the listener, nor show a stack to a scraper.
         response = plain(500, "internal error");

@@ -591,16 +591,17 @@ export class IndexTable {
     return this.#columns.state[slot] === CONFIRMED;
   }
 
-  // Reads for the status page: a walk over every session that makes no object per session.
+  // Reads for the status page: a walk over every session that makes no object per session,
+  // by slot number, so that it can pause between steps while the table changes.
 
-  /** The oldest confirmed (or unconfirmed) session's slot, or -1 when there is none. */
-  firstSlot(confirmed: boolean): number {
-    return confirmed ? this.#confirmedHead : this.#unconfirmedHead;
+  /** Slots ever used: every live session's slot is below it. */
+  get slotsUsed(): number {
+    return this.#used;
   }
 
-  /** The slot after `slot` in its list (oldest first), or -1 at the end. */
-  nextSlot(slot: number): number {
-    return this.#columns.next[slot];
+  /** Whether `slot` holds a session (confirmed or not). */
+  isLive(slot: number): boolean {
+    return this.#columns.state[slot] !== FREE;
   }
 
   /** When a session was linked (ms). */

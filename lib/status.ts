@@ -14,9 +14,10 @@
  *
  * What it costs: one pass over the index table's columns, making no object per session, and a
  * heap that keeps the most recently active sessions to list (at most {@link MAX_STATUS_SESSIONS},
- * {@link DEFAULT_STATUS_SESSIONS} unless asked). At 100,000 sessions that is about 5 ms on the
- * datapath's thread (was 143-355 ms with an object per session and a full sort);
- * bench/status_cost.ts measures it, and io/http.ts caps the share of the thread it may take.
+ * {@link DEFAULT_STATUS_SESSIONS} unless asked), in steps of a bounded number of slots. At
+ * 100,000 sessions that is about 5 ms on the datapath's thread in all (was 143-355 ms in one
+ * go, with an object per session and a full sort); bench/status_cost.ts measures it, and
+ * io/http.ts yields between steps and caps the share of the thread /status may take.
  *
  * @module
  */
@@ -181,50 +182,89 @@ function session(table: IndexTable, slot: number, now: number): StatusSession {
   };
 }
 
-/** Builds the status document in one pass over the table. */
-export function buildStatus(input: StatusInput): Status {
-  const { registry, table, now } = input;
-  const limit = Math.max(0, Math.min(MAX_STATUS_SESSIONS, input.limit ?? DEFAULT_STATUS_SESSIONS));
-  const totals = new PeerTotals(registry.keys.length);
-  const active = new TopK(limit);
-  for (const confirmed of [true, false]) {
-    for (let slot = table.firstSlot(confirmed); slot !== -1; slot = table.nextSlot(slot)) {
-      const i = table.initiatorOf(slot), r = table.responderOf(slot);
-      addSide(totals, table, registry, i, slot);
-      addSide(totals, table, registry, r, slot);
-      active.offer(slot, Math.max(table.lastSeenOf(i), table.lastSeenOf(r)));
-    }
+/**
+ * Builds the status document in steps, so that a large table never stalls the datapath for
+ * long: each {@link StatusBuilder.step} visits a bounded number of slots, and the caller yields
+ * to the event loop between steps. The table may change between steps; each slot is read as
+ * it is when visited, so a session made or ended during the walk may be missed or counted, and
+ * a listed session that ended since is left out. Counts are read at the end and are exact.
+ */
+export class StatusBuilder {
+  readonly #input: StatusInput;
+  readonly #limit: number;
+  readonly #totals: PeerTotals;
+  readonly #active: TopK;
+  #next = 0;
+
+  /** A builder for `input`; nothing is read from the table until {@link StatusBuilder.step}. */
+  constructor(input: StatusInput) {
+    this.#input = input;
+    this.#limit = Math.max(
+      0,
+      Math.min(MAX_STATUS_SESSIONS, input.limit ?? DEFAULT_STATUS_SESSIONS),
+    );
+    this.#totals = new PeerTotals(input.registry.keys.length);
+    this.#active = new TopK(this.#limit);
   }
-  const peers: StatusPeer[] = registry.keys.map((key) => {
-    const endpoint = totals.endpoint[key.id];
+
+  /** Visits up to `slots` more slots; true once every slot has been visited. */
+  step(slots: number): boolean {
+    const { table, registry } = this.#input;
+    const end = Math.min(table.slotsUsed, this.#next + slots);
+    for (let slot = this.#next; slot < end; slot++) {
+      if (!table.isLive(slot)) continue;
+      const i = table.initiatorOf(slot), r = table.responderOf(slot);
+      addSide(this.#totals, table, registry, i, slot);
+      addSide(this.#totals, table, registry, r, slot);
+      this.#active.offer(slot, Math.max(table.lastSeenOf(i), table.lastSeenOf(r)));
+    }
+    this.#next = end;
+    return end >= table.slotsUsed;
+  }
+
+  /** The document, from the slots visited so far. */
+  finish(): Status {
+    const { registry, table, now } = this.#input;
+    const totals = this.#totals;
+    const peers: StatusPeer[] = registry.keys.map((key) => {
+      const endpoint = totals.endpoint[key.id];
+      return {
+        name: key.name,
+        publicKey: key.base64,
+        groups: key.groups.map((g) => registry.groups[g].name),
+        endpoint: endpoint ? formatEndpoint(endpoint) : null,
+        sessions: totals.sessions[key.id],
+        latestHandshakeSecondsAgo: endpoint ? seconds(now - totals.newest[key.id]) : null,
+        receivedBytes: totals.received[key.id],
+        sentBytes: totals.sent[key.id],
+      };
+    });
+    const total = table.sessionCount + table.unconfirmedCount;
     return {
-      name: key.name,
-      publicKey: key.base64,
-      groups: key.groups.map((g) => registry.groups[g].name),
-      endpoint: endpoint ? formatEndpoint(endpoint) : null,
-      sessions: totals.sessions[key.id],
-      latestHandshakeSecondsAgo: endpoint ? seconds(now - totals.newest[key.id]) : null,
-      receivedBytes: totals.received[key.id],
-      sentBytes: totals.sent[key.id],
+      version: this.#input.version,
+      time: this.#input.wallTime.toISOString(),
+      uptimeSeconds: seconds(now - this.#input.startedAt),
+      counts: {
+        sessions: table.sessionCount,
+        unconfirmed: table.unconfirmedCount,
+        pending: table.pendingCount,
+        keys: registry.keys.length,
+        groups: registry.groups.length,
+      },
+      peers,
+      sessions: this.#active.sorted().filter((slot) => table.isLive(slot))
+        .map((slot) => session(table, slot, now)),
+      sessionLimit: this.#limit,
+      truncated: total > this.#limit,
     };
-  });
-  const total = table.sessionCount + table.unconfirmedCount;
-  return {
-    version: input.version,
-    time: input.wallTime.toISOString(),
-    uptimeSeconds: seconds(now - input.startedAt),
-    counts: {
-      sessions: table.sessionCount,
-      unconfirmed: table.unconfirmedCount,
-      pending: table.pendingCount,
-      keys: registry.keys.length,
-      groups: registry.groups.length,
-    },
-    peers,
-    sessions: active.sorted().map((slot) => session(table, slot, now)),
-    sessionLimit: limit,
-    truncated: total > limit,
-  };
+  }
+}
+
+/** Builds the status document in one go (tests, tools; the listener goes in steps). */
+export function buildStatus(input: StatusInput): Status {
+  const builder = new StatusBuilder(input);
+  builder.step(Infinity);
+  return builder.finish();
 }
 
 /** The outcome of reading the `sessions` query parameter. */

@@ -10,6 +10,7 @@ import {
   DEFAULT_STATUS_SESSIONS,
   MAX_STATUS_SESSIONS,
   parseSessionLimit,
+  StatusBuilder,
 } from "../lib/status.ts";
 import { formatBytes, formatDuration, formatStatus } from "../lib/status_text.ts";
 import { RelayHarness } from "./support/relay_harness.ts";
@@ -161,6 +162,45 @@ Deno.test("a table larger than the limit lists exactly the limit, newest activit
   );
 });
 
+Deno.test("a status built a few slots at a time, the table changing between steps, lists only live sessions", () => {
+  const keys = Array.from({ length: 20 }, () => randomKey());
+  const h = new RelayHarness([keys]);
+  for (let i = 0; i < 10; i++) {
+    const a = { host: `127.0.4.${i + 1}`, port: 2000 },
+      b = { host: `127.0.5.${i + 1}`, port: 3000 };
+    h.establish(keys[2 * i], keys[2 * i + 1], a, b, 0x1000 * (i + 1));
+    h.now += 10;
+  }
+  const input = {
+    version: "x",
+    registry: h.relay.registry,
+    table: h.relay.table,
+    limit: 1000,
+    now: h.now,
+    wallTime: new Date(0),
+    startedAt: 0,
+  };
+  const whole = buildStatus(input);
+  const stepped = new StatusBuilder(input);
+  let steps = 1;
+  while (!stepped.step(3)) steps++;
+  assert.equal(steps, 4, "10 slots, 3 at a time");
+  assert.deepEqual(stepped.finish(), whole, "the same document when nothing changes");
+
+  // Sessions end while a build is half way: they are not listed, and counts are exact.
+  const changing = new StatusBuilder(input);
+  changing.step(5);
+  const table = h.relay.table;
+  table.removeSlot(0);
+  table.removeSlot(7);
+  while (!changing.step(3));
+  const status = changing.finish();
+  assert.equal(status.counts.sessions, 8);
+  assert.equal(status.sessions.length, 8, "the ended sessions are left out");
+  const gone = [0, 7].map((i) => `127.0.5.${i + 1}:3000`);
+  assert.ok(status.sessions.every((s) => !gone.includes(s.initiator.endpoint)));
+});
+
 const LIMITS: [string | null, number | RegExp][] = [
   [null, DEFAULT_STATUS_SESSIONS],
   ["0", 0],
@@ -242,7 +282,7 @@ Deno.test("/status does not reveal any session index, nor a side's packet count"
     metrics: () => "",
     healthy: () => true,
     status: (limit: number) =>
-      buildStatus({
+      new StatusBuilder({
         version: "x",
         registry: h.relay.registry,
         table: h.relay.table,
@@ -253,7 +293,7 @@ Deno.test("/status does not reveal any session index, nor a side's packet count"
       }),
   };
   for (const query of ["", "?sessions=1000"]) {
-    const response = handleOps(new Request(`http://127.0.0.1/status${query}`), pages);
+    const response = await handleOps(new Request(`http://127.0.0.1/status${query}`), pages);
     assert.equal(response.status, 200);
     const body = await response.text();
     const document = JSON.parse(body);
