@@ -25,7 +25,7 @@ import {
   type ServerOptions,
   type SettingsLayer,
 } from "./lib/settings.ts";
-import { buildStatus } from "./lib/status.ts";
+import { StatusBuilder } from "./lib/status.ts";
 import { formatStatus } from "./lib/status_text.ts";
 import { snapshot, summaryLine } from "./lib/summary.ts";
 
@@ -75,7 +75,9 @@ async function status(cli: Extract<CliResult, { command: "status" }>): Promise<v
   }
   if (address === null) fail("status needs the bridge's --metrics-listen address");
   address ??= parseHostPort(DEFAULT_METRICS_LISTEN) as { host: string; port: number };
-  const document = await fetchStatus(address).catch((e) => fail((e as Error).message));
+  const document = await fetchStatus(address, cli.sessions).catch((e) =>
+    fail((e as Error).message)
+  );
   console.log(cli.json ? JSON.stringify(document, null, 2) : formatStatus(document));
 }
 
@@ -127,12 +129,12 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
             },
             process: { ...Deno.memoryUsage(), startTime },
           }),
-        status: () =>
-          buildStatus({
+        status: (limit) =>
+          new StatusBuilder({
             version: VERSION,
             registry: relay.registry,
-            sessions: relay.table.list(),
-            pending: relay.table.pendingCount,
+            table: relay.table,
+            limit,
             now: performance.now(),
             wallTime: new Date(),
             startedAt,

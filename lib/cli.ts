@@ -10,6 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { parseHostPort, parsePort } from "./address.ts";
+import { LIMIT_BOUNDS } from "./limit_bounds.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
 import {
@@ -17,8 +18,10 @@ import {
   DATAPATHS,
   DEFAULT_METRICS_LISTEN,
   DEFAULT_SUMMARY_INTERVAL_S,
+  MAX_SUMMARY_INTERVAL_S,
   type SettingsLayer,
 } from "./settings.ts";
+import { DEFAULT_STATUS_SESSIONS, MAX_STATUS_SESSIONS, parseSessionLimit } from "./status.ts";
 
 export { LOG_LEVELS, type LogLevel } from "./log.ts";
 export type { ServerOptions } from "./settings.ts";
@@ -44,11 +47,14 @@ export type CliResult =
     flags: SettingsLayer;
     /** Print the raw JSON instead of text. */
     json: boolean;
+    /** `--sessions`: how many sessions to list (the bridge's default when absent). */
+    sessions?: number;
   }
   | { ok: true; command: "help" | "version" }
   | { ok: false; error: string };
 
 const d = DEFAULT_RELAY_OPTIONS;
+const b = LIMIT_BOUNDS;
 
 /** The usage text printed by `--help`. */
 export const USAGE = `wg-bridge: a relay that lets WireGuard peers behind NAT reach each other.
@@ -57,7 +63,7 @@ Usage: wg-bridge [run] --config FILE [options]
        wg-bridge [run] -k "KEY1,KEY2[,...]" [-k "KEY3,KEY4" ...] [options]
        wg-bridge check --config FILE [options]   validate, print groups and labels, exit 0/1
        wg-bridge status [--config FILE | --metrics-listen ADDR:PORT] [--json]
-                                                 show the sessions of a running bridge
+                        [--sessions N]           show the sessions of a running bridge
 
 Flags override the config file. SIGHUP re-reads the config file.
 
@@ -77,11 +83,15 @@ Flags override the config file. SIGHUP re-reads the config file.
                         a listener set in the config file)
       --datapath KIND   auto, deno or linux (default auto: linux when this is
                         64-bit Linux and --allow-ffi was granted, else deno)
-      --max-sessions N  established sessions kept (default ${d.maxSessions})
-      --max-pending N   pending handshakes kept (default ${d.maxPending})
-      --handshake-rate N  handshake messages per second per source IP or /64 (default ${d.handshakeRate})
-      --handshake-burst N burst for the above (default ${d.handshakeBurst})
+      --max-sessions N  established sessions kept (default ${d.maxSessions},
+                        at most ${b.maxSessions.max})
+      --max-pending N   pending handshakes kept (default ${d.maxPending}, at most ${b.maxPending.max})
+      --handshake-rate N  handshake messages per second per source IP or /64
+                        (default ${d.handshakeRate}, at most ${b.handshakeRate.max})
+      --handshake-burst N burst for the above (default ${d.handshakeBurst}, at most ${b.handshakeBurst.max})
       --json            (status) print the JSON the bridge serves at /status
+      --sessions N      (status) list the N most recently active sessions
+                        (default ${DEFAULT_STATUS_SESSIONS}, at most ${MAX_STATUS_SESSIONS})
   -h, --help            show this text
   -V, --version         show the version
 `;
@@ -100,9 +110,10 @@ export function parseCommandLine(args: string[]): CliResult {
   }
 }
 
-function whole(name: string, text: string, min: number): number {
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < min) {
-    throw new CliError(`--${name} "${text}": want a whole number of at least ${min}`);
+function whole(name: string, text: string, min: number, max: number): number {
+  // Digits only (no "1e6", "0x10" or "-1"), and never so many that Number() would round.
+  if (!/^[0-9]{1,15}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw new CliError(`--${name} "${text}": want a whole number from ${min} to ${max}`);
   }
   return Number(text);
 }
@@ -143,6 +154,7 @@ function parseOrThrow(args: string[]): CliResult {
       "handshake-rate": { type: "string" },
       "handshake-burst": { type: "string" },
       json: { type: "boolean" },
+      sessions: { type: "string" },
       help: { type: "boolean", short: "h" },
       version: { type: "boolean", short: "V" },
     },
@@ -156,6 +168,9 @@ function parseOrThrow(args: string[]): CliResult {
   if (extra !== undefined) throw new CliError(`unexpected argument "${extra}"`);
   const command = (first ?? "run") as typeof COMMANDS[number];
   if (values.json && command !== "status") throw new CliError("--json is for wg-bridge status");
+  if (values.sessions !== undefined && command !== "status") {
+    throw new CliError("--sessions is for wg-bridge status");
+  }
   if (values.config === "") throw new CliError("--config: empty file name");
 
   const flags: SettingsLayer = {};
@@ -178,7 +193,12 @@ function parseOrThrow(args: string[]): CliResult {
     flags.logFormat = oneOf<LogFormat>("log-format", values["log-format"], LOG_FORMATS);
   }
   if (values["summary-interval"] !== undefined) {
-    flags.summaryIntervalS = whole("summary-interval", values["summary-interval"], 0);
+    flags.summaryIntervalS = whole(
+      "summary-interval",
+      values["summary-interval"],
+      0,
+      MAX_SUMMARY_INTERVAL_S,
+    );
   }
   const metrics = values["metrics-listen"];
   if (metrics === "off") flags.metricsListen = null;
@@ -192,7 +212,9 @@ function parseOrThrow(args: string[]): CliResult {
   }
   for (const [flag, field] of LIMIT_FLAGS) {
     const text = values[flag];
-    if (text !== undefined) (flags.limits ??= {})[field] = whole(flag, text, 1);
+    if (text === undefined) continue;
+    const { min, max } = LIMIT_BOUNDS[field];
+    (flags.limits ??= {})[field] = whole(flag, text, min, max);
   }
   if (values.keys !== undefined) {
     flags.groups = values.keys.map((list, i) => ({
@@ -202,7 +224,11 @@ function parseOrThrow(args: string[]): CliResult {
   }
   const configPath = values.config;
   if (command === "status") {
-    return { ok: true, command, configPath, flags, json: values.json === true };
+    const status = { ok: true, command, configPath, flags, json: values.json === true } as const;
+    if (values.sessions === undefined) return status;
+    const limit = parseSessionLimit(values.sessions);
+    if (!limit.ok) throw new CliError(`--${limit.error}`);
+    return { ...status, sessions: limit.limit };
   }
   return { ok: true, command, configPath, flags };
 }

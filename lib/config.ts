@@ -30,19 +30,15 @@ import { parseHostPort } from "./address.ts";
 import { readGroups } from "./config_groups.ts";
 import { array, ConfigError, integer, type Json, object, oneOf, string } from "./config_values.ts";
 import { findDuplicateKey, locateJsonError } from "./json_text.ts";
+import { LIMIT_BOUNDS } from "./limit_bounds.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
-import type { SettingsLayer } from "./settings.ts";
+import { MAX_SUMMARY_INTERVAL_S, type SettingsLayer } from "./settings.ts";
 
 export { MAX_NAME_LENGTH } from "./config_values.ts";
 
 /** The outcome of reading a config file. */
 export type ConfigResult = { ok: true; settings: SettingsLayer } | { ok: false; error: string };
-
-/** The largest value any limit may take: beyond it the tables would not fit in memory anyway. */
-const MAX_LIMIT = 100_000_000;
-/** A summary every day at the least, if at all. */
-const MAX_SUMMARY_INTERVAL_S = 86_400;
 
 /**
  * Parses and validates a config file's text. `fileName` starts every error line. Never
@@ -93,7 +89,8 @@ function readSettings(json: Json): SettingsLayer {
     settings.limits = {};
     for (const field of LIMIT_FIELDS) {
       if (limits[field] === undefined) continue;
-      settings.limits[field] = integer(limits[field], `limits.${field}`, 1, MAX_LIMIT);
+      const { min, max } = LIMIT_BOUNDS[field];
+      settings.limits[field] = integer(limits[field], `limits.${field}`, min, max);
     }
   }
   if (top.log !== undefined) {

@@ -623,6 +623,34 @@ export class IndexTable {
     return this.#columns.state[slot] === CONFIRMED;
   }
 
+  // Reads for the status page: a walk over every session that makes no object per session,
+  // by slot number, so that it can pause between steps while the table changes.
+
+  /** Slots ever used: every live session's slot is below it. */
+  get slotsUsed(): number {
+    return this.#used;
+  }
+
+  /** Whether `slot` holds a session (confirmed or not). */
+  isLive(slot: number): boolean {
+    return this.#columns.state[slot] !== FREE;
+  }
+
+  /** When a session was linked (ms). */
+  createdAt(slot: number): number {
+    return this.#columns.createdAt[slot];
+  }
+
+  /** Bytes received from a side. */
+  bytesOf(side: number): number {
+    return this.#columns.bytes[side];
+  }
+
+  /** When a side last sent a packet (ms). */
+  lastSeenOf(side: number): number {
+    return this.#columns.lastSeen[side];
+  }
+
   /**
    * The session in `slot` as an object, for events and tools: the view handed out before if
    * there is one, otherwise a new one that is not kept (so the hot paths leave no objects).

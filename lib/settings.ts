@@ -19,6 +19,8 @@ import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "./relay.ts";
 export const DEFAULT_PORT = 51820;
 /** Seconds between summary log lines: often enough to see a trend, rare enough to read. */
 export const DEFAULT_SUMMARY_INTERVAL_S = 300;
+/** A summary every day at the least, if at all. */
+export const MAX_SUMMARY_INTERVAL_S = 86_400;
 /** Where `wg-bridge status` looks for a running bridge when told nothing else. */
 export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9586";
 

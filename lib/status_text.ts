@@ -59,14 +59,14 @@ export function formatStatus(status: Status): string {
       "",
       `session: ${i.name} (${i.endpoint}) -> ${r.name} (${r.endpoint}), ${s.state}`,
       `  age: ${formatDuration(s.ageSeconds)}, expires in ${formatDuration(s.expiresInSeconds)}`,
-      `  ${i.name}: ${i.packets} packets, ${formatBytes(i.bytes)}, last ` +
-        `${formatDuration(i.lastPacketSecondsAgo)} ago`,
-      `  ${r.name}: ${r.packets} packets, ${formatBytes(r.bytes)}, last ` +
+      `  transfer: ${formatBytes(s.bytes)}; last packet from ${i.name} ` +
+        `${formatDuration(i.lastPacketSecondsAgo)} ago, from ${r.name} ` +
         `${formatDuration(r.lastPacketSecondsAgo)} ago`,
     );
   }
   if (status.truncated) {
-    lines.push("", `(only the ${status.sessions.length} most active sessions shown)`);
+    const total = c.sessions + c.unconfirmed;
+    lines.push("", `(only the ${status.sessions.length} most active of ${total} sessions shown)`);
   }
   return lines.join("\n");
 }

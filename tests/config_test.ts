@@ -364,6 +364,10 @@ Deno.test("the command line: commands, new flags and their errors", () => {
   assert.ok(status.ok && status.command === "status");
   assert.deepEqual(status.flags.metricsListen, { host: "::1", port: 9 });
   assert.equal(status.json, true);
+  assert.equal(status.sessions, undefined);
+  const some = parseCommandLine(["status", "--sessions", "1000"]);
+  assert.ok(some.ok && some.command === "status");
+  assert.equal(some.sessions, 1000);
   const run = parseCommandLine(["--log-format", "json", "--summary-interval", "2", "-c", "c"]);
   assert.ok(run.ok && run.command === "run");
   assert.deepEqual(run.flags, { logFormat: "json", summaryIntervalS: 2 });
@@ -374,9 +378,14 @@ Deno.test("the command line: commands, new flags and their errors", () => {
     [["--log-format", "yaml"], /^--log-format "yaml": want one of text, json/],
     [["--metrics-listen", "9586"], /^--metrics-listen "9586": not an IP address/],
     [["--metrics-listen", "127.0.0.1"], /^--metrics-listen "127\.0\.0\.1": no port/],
-    [["--summary-interval", "5s"], /^--summary-interval "5s": want a whole number of at least 0/],
+    [["--summary-interval", "5s"], /^--summary-interval "5s": want a whole number from 0 to 86400/],
     [["--listen", "example.org"], /^--listen "example\.org": not an IP address/],
     [["--config="], /^--config: empty file name/],
+    [["--sessions", "5"], /^--sessions is for wg-bridge status/],
+    [
+      ["status", "--sessions", "1001"],
+      /^--sessions: want a whole number from 0 to 1000, got "1001"$/,
+    ],
   ];
   for (const [args, expected] of errors) {
     const r = parseCommandLine(args);

@@ -117,7 +117,8 @@ Deno.test(
       const after = await status(metricsPort);
       assert.equal(after.counts.sessions, 1);
       assert.equal(after.sessions[0].responder.name, "alice-2");
-      assert.equal(after.sessions[0].initiator.packets, 5 + 5, "one session all along");
+      // 5 + 5 packets each way, 132 and 232 bytes: the bytes of both flows, one session all along.
+      assert.equal(after.sessions[0].bytes, 10 * 132 + 10 * 232, "one session all along");
 
       // A broken file: refused, logged, and the running config goes on.
       await Deno.writeTextFile(path, '{"groups": [{"name": "lan", "keys": ["x"]}]}');

@@ -3,8 +3,15 @@
  * per session, with labels in place of keys.
  */
 import assert from "node:assert/strict";
+import { handleOps } from "../io/http.ts";
 import { KeyRegistry } from "../lib/keys.ts";
-import { buildStatus, MAX_STATUS_SESSIONS } from "../lib/status.ts";
+import {
+  buildStatus,
+  DEFAULT_STATUS_SESSIONS,
+  MAX_STATUS_SESSIONS,
+  parseSessionLimit,
+  StatusBuilder,
+} from "../lib/status.ts";
 import { formatBytes, formatDuration, formatStatus } from "../lib/status_text.ts";
 import { RelayHarness } from "./support/relay_harness.ts";
 import { randomKey, transport } from "./support/wire.ts";
@@ -38,8 +45,7 @@ Deno.test("status lists every peer and session with labels, endpoints, ages and 
   const status = buildStatus({
     version: "9.9.9",
     registry: h.relay.registry,
-    sessions: h.relay.table.sessions(),
-    pending: h.relay.table.pendingCount,
+    table: h.relay.table,
     now: h.now,
     wallTime: new Date("2030-01-02T03:04:05Z"),
     startedAt,
@@ -69,13 +75,16 @@ Deno.test("status lists every peer and session with labels, endpoints, ages and 
   const [s] = status.sessions;
   assert.equal(s.state, "established");
   assert.equal(s.ageSeconds, 4);
+  assert.equal(s.bytes, 32 + 300 + 1000, "both directions together");
+  assert.deepEqual(s.initiator, {
+    name: "bob",
+    publicKey: kB,
+    endpoint: "[::1]:1002",
+    lastPacketSecondsAgo: 2,
+  });
   assert.deepEqual(
-    [s.initiator.name, s.initiator.index, s.initiator.packets, s.initiator.lastPacketSecondsAgo],
-    ["bob", bIndex, 4, 2],
-  );
-  assert.deepEqual(
-    [s.responder.name, s.responder.endpoint, s.responder.packets, s.responder.lastPacketSecondsAgo],
-    ["alice", "127.0.0.1:1001", 1, 0.5],
+    [s.responder.name, s.responder.endpoint, s.responder.lastPacketSecondsAgo],
+    ["alice", "127.0.0.1:1001", 0.5],
   );
   assert.ok(s.expiresInSeconds > 170 && s.expiresInSeconds < 190, String(s.expiresInSeconds));
   const text = formatStatus(status);
@@ -85,10 +94,11 @@ Deno.test("status lists every peer and session with labels, endpoints, ages and 
     /endpoint: 127\.0\.0\.1:1001\n {2}latest handshake: 4 seconds ago\n {2}transfer: 1000 B received, 332 B sent/,
   );
   assert.match(text, /session: bob \(\[::1\]:1002\) -> alice \(127\.0\.0\.1:1001\), established/);
+  assert.match(text, /transfer: 1\.30 KiB; last packet from bob 2 seconds ago, from alice 0/);
   assert.ok(!text.includes("carol)\n  endpoint"), "a peer without session has no endpoint line");
 });
 
-Deno.test("status keeps its session list bounded, most recently active first", () => {
+Deno.test("status lists the most recently active sessions first, at most the limit asked", () => {
   const keys = Array.from({ length: 4 }, () => randomKey());
   const h = new RelayHarness([keys]);
   const { aIndex } = h.establish(keys[0], keys[1], A, B, 0x100);
@@ -101,32 +111,118 @@ Deno.test("status keeps its session list bounded, most recently active first", (
   );
   h.now += 1000;
   h.send(transport(aIndex, 1), B);
-  const sessions = h.relay.table.sessions();
+  const build = (limit?: number) =>
+    buildStatus({
+      version: "x",
+      registry: h.relay.registry,
+      table: h.relay.table,
+      limit,
+      now: h.now,
+      wallTime: new Date(0),
+      startedAt: 0,
+    });
+  const all = build();
+  assert.equal(all.sessionLimit, DEFAULT_STATUS_SESSIONS);
+  assert.equal(all.sessions.length, 2);
+  assert.equal(all.sessions[0].responder.name, h.relay.registry.find(keys[0])!.name);
+  assert.equal(all.truncated, false);
+  const one = build(1);
+  assert.deepEqual(one.sessions, all.sessions.slice(0, 1));
+  assert.deepEqual([one.truncated, one.counts.sessions], [true, 2], "counts stay exact");
+  assert.deepEqual(build(0).sessions, []);
+  assert.equal(build(MAX_STATUS_SESSIONS + 5).sessionLimit, MAX_STATUS_SESSIONS, "clamped");
+});
+
+Deno.test("a table larger than the limit lists exactly the limit, newest activity first", () => {
+  const keys = Array.from({ length: 60 }, () => randomKey());
+  const h = new RelayHarness([keys]);
+  // One session per pair of keys, each made (and last active) later than the one before, so
+  // the listing must be the last `limit` of them in reverse order.
+  const initiators: string[] = [];
+  for (let i = 0; i < 30; i++) {
+    const a = { host: `127.0.1.${i + 1}`, port: 2000 },
+      b = { host: `127.0.2.${i + 1}`, port: 3000 };
+    h.establish(keys[2 * i], keys[2 * i + 1], a, b, 0x1000 * (i + 1));
+    initiators.push(`${b.host}:${b.port}`);
+    h.now += 10;
+  }
   const status = buildStatus({
     version: "x",
     registry: h.relay.registry,
-    sessions,
-    pending: 0,
+    table: h.relay.table,
+    limit: 7,
     now: h.now,
     wallTime: new Date(0),
     startedAt: 0,
   });
-  assert.equal(status.sessions[0].responder.name, h.relay.registry.find(keys[0])!.name);
-  assert.equal(status.truncated, false);
-  const many = Array.from({ length: MAX_STATUS_SESSIONS + 5 }, () => sessions[0]);
-  const big = buildStatus({
+  assert.equal(status.counts.sessions, 30);
+  assert.deepEqual(
+    status.sessions.map((s) => s.initiator.endpoint),
+    initiators.slice(-7).reverse(),
+  );
+});
+
+Deno.test("a status built a few slots at a time, the table changing between steps, lists only live sessions", () => {
+  const keys = Array.from({ length: 20 }, () => randomKey());
+  const h = new RelayHarness([keys]);
+  for (let i = 0; i < 10; i++) {
+    const a = { host: `127.0.4.${i + 1}`, port: 2000 },
+      b = { host: `127.0.5.${i + 1}`, port: 3000 };
+    h.establish(keys[2 * i], keys[2 * i + 1], a, b, 0x1000 * (i + 1));
+    h.now += 10;
+  }
+  const input = {
     version: "x",
     registry: h.relay.registry,
-    sessions: many,
-    pending: 0,
+    table: h.relay.table,
+    limit: 1000,
     now: h.now,
     wallTime: new Date(0),
     startedAt: 0,
-  });
-  assert.equal(big.sessions.length, MAX_STATUS_SESSIONS);
-  assert.equal(big.truncated, true);
-  assert.equal(big.counts.sessions, MAX_STATUS_SESSIONS + 5);
+  };
+  const whole = buildStatus(input);
+  const stepped = new StatusBuilder(input);
+  let steps = 1;
+  while (!stepped.step(3)) steps++;
+  assert.equal(steps, 4, "10 slots, 3 at a time");
+  assert.deepEqual(stepped.finish(), whole, "the same document when nothing changes");
+
+  // Sessions end while a build is half way: they are not listed, and counts are exact.
+  const changing = new StatusBuilder(input);
+  changing.step(5);
+  const table = h.relay.table;
+  table.removeSlot(0);
+  table.removeSlot(7);
+  while (!changing.step(3));
+  const status = changing.finish();
+  assert.equal(status.counts.sessions, 8);
+  assert.equal(status.sessions.length, 8, "the ended sessions are left out");
+  const gone = [0, 7].map((i) => `127.0.5.${i + 1}:3000`);
+  assert.ok(status.sessions.every((s) => !gone.includes(s.initiator.endpoint)));
 });
+
+const LIMITS: [string | null, number | RegExp][] = [
+  [null, DEFAULT_STATUS_SESSIONS],
+  ["0", 0],
+  ["1000", 1000],
+  ["1001", /^sessions: want a whole number from 0 to 1000, got "1001"$/],
+  ["-1", /want a whole number/],
+  ["1e3", /want a whole number/],
+  ["", /want a whole number/],
+  ["99999999999999999999999", /got "99999999999999999999"$/],
+  ["1\n2", /^sessions: .*got "1\\n2"$/],
+];
+
+for (const [text, expected] of LIMITS) {
+  Deno.test(`parseSessionLimit() reads ${JSON.stringify(text)}`, () => {
+    const r = parseSessionLimit(text);
+    if (typeof expected === "number") assert.deepEqual(r, { ok: true, limit: expected });
+    else {
+      assert.ok(!r.ok);
+      assert.match(r.error, expected);
+    }
+  });
+}
 
 Deno.test("durations and sizes read like wg show", () => {
   assert.equal(formatDuration(0), "0 seconds");
@@ -136,4 +232,78 @@ Deno.test("durations and sizes read like wg show", () => {
   assert.equal(formatBytes(1023), "1023 B");
   assert.equal(formatBytes(1536), "1.50 KiB");
   assert.equal(formatBytes(5 * 1024 ** 3), "5.00 GiB");
+});
+
+// ---- what an outsider learns from /status -------------------------------------------------
+
+/** Every way an index could be written: decimal (unsigned and signed), hex, wire-order hex. */
+function spellings(index: number): string[] {
+  const hex = index.toString(16);
+  const le = [0, 8, 16, 24].map((s) => ((index >>> s) & 255).toString(16).padStart(2, "0"))
+    .join("");
+  return [
+    String(index),
+    String(index | 0),
+    hex,
+    hex.toUpperCase(),
+    hex.padStart(8, "0"),
+    le,
+    le.toUpperCase(),
+  ];
+}
+
+/** Field names anywhere in a JSON document. */
+function fieldNames(value: unknown, into = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) value.forEach((v) => fieldNames(v, into));
+  else if (value !== null && typeof value === "object") {
+    for (const [name, v] of Object.entries(value)) {
+      into.add(name);
+      fieldNames(v, into);
+    }
+  }
+  return into;
+}
+
+Deno.test("/status does not reveal any session index, nor a side's packet count", async () => {
+  const keys = Array.from({ length: 20 }, () => randomKey());
+  const h = new RelayHarness([keys]);
+  const live: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    // Indices as WireGuard picks them: random 32-bit numbers (room left for the harness's +0x20).
+    const base = (crypto.getRandomValues(new Uint32Array(1))[0] & 0xffffff00) >>> 0;
+    const a = { host: `127.0.3.${i + 1}`, port: 4000 + i }, b = { host: `::1`, port: 5000 + i };
+    const { aIndex, bIndex } = h.establish(keys[2 * i], keys[2 * i + 1], a, b, base);
+    live.push(aIndex, bIndex);
+    for (let n = 1; n <= 3; n++) h.send(transport(aIndex, n, 16 * n), b);
+    h.now += 100;
+  }
+  for (const index of live) assert.ok(h.relay.table.sideOf(index) >= 0, "a live index");
+  const pages = {
+    metrics: () => "",
+    healthy: () => true,
+    status: (limit: number) =>
+      new StatusBuilder({
+        version: "x",
+        registry: h.relay.registry,
+        table: h.relay.table,
+        limit,
+        now: h.now,
+        wallTime: new Date(0),
+        startedAt: 0,
+      }),
+  };
+  for (const query of ["", "?sessions=1000"]) {
+    const response = await handleOps(new Request(`http://127.0.0.1/status${query}`), pages);
+    assert.equal(response.status, 200);
+    const body = await response.text();
+    const document = JSON.parse(body);
+    assert.equal(document.sessions.length, 10, "every session is listed");
+    for (const index of live) {
+      for (const text of spellings(index)) {
+        assert.ok(!body.includes(text), `index ${index} appears as "${text}"`);
+      }
+    }
+    const names = [...fieldNames(document)];
+    assert.deepEqual(names.filter((n) => /index|^packets$|counter/i.test(n)), [], names.join());
+  }
 });
