@@ -78,7 +78,8 @@ export function readPktinfo(
   key: Int32Array,
 ): number {
   let found = LOCAL_NONE;
-  const end = Math.min(offset + length, bytes.length);
+  let end = offset + length;
+  if (end > bytes.length) end = bytes.length;
   let at = offset;
   while (at + CMSG_HEADER <= end) {
     const w = at >> 2;
@@ -88,11 +89,7 @@ export function readPktinfo(
     const level = words[w + 2], type = words[w + 3];
     if (level === IPPROTO_IP && type === IP_PKTINFO && cmsgLength >= IN_PKTINFO_LEN) {
       const specDst = words[w + 5];
-      if (specDst !== 0) {
-        key.fill(0);
-        key[0] = specDst;
-        return LOCAL_V4;
-      }
+      if (specDst !== 0) return ipv4Key(key, specDst);
     } else if (
       level === IPPROTO_IPV6 && type === IPV6_PKTINFO && cmsgLength >= IN6_PKTINFO_LEN &&
       found === LOCAL_NONE
@@ -104,13 +101,20 @@ export function readPktinfo(
   return found;
 }
 
+// Word by word: a TypedArray fill() per datagram costs more than the whole rest of the read.
+function ipv4Key(key: Int32Array, address: number): number {
+  key[0] = address;
+  key[1] = 0;
+  key[2] = 0;
+  key[3] = 0;
+  key[KEY_IFINDEX] = 0;
+  return LOCAL_V4;
+}
+
 function readIn6Pktinfo(bytes: Uint8Array, words: Int32Array, at: number, key: Int32Array): number {
   const w = at >> 2;
   if (words[w] === 0 && words[w + 1] === 0 && words[w + 2] === MAPPED_WORD) {
-    if (words[w + 3] === 0) return LOCAL_NONE;
-    key.fill(0);
-    key[0] = words[w + 3];
-    return LOCAL_V4;
+    return words[w + 3] === 0 ? LOCAL_NONE : ipv4Key(key, words[w + 3]);
   }
   if (bytes[at] === 0xff) return LOCAL_NONE; // multicast: no datagram may leave from it
   for (let i = 0; i < 4; i++) key[i] = words[w + i];
