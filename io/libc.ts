@@ -25,12 +25,22 @@ export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
 /** `SO_RCVBUFFORCE` (privileged: ignores net.core.rmem_max). */
 export const SO_RCVBUFFORCE = 33;
+/** `IPPROTO_IP` (= `SOL_IP`). */
+export const IPPROTO_IP = 0;
+/** `IP_PKTINFO`: received datagrams carry their local address; sends may choose theirs. */
+export const IP_PKTINFO = 8;
 /** `IPPROTO_IPV6`. */
 export const IPPROTO_IPV6 = 41;
 /** `IPV6_V6ONLY`. */
 export const IPV6_V6ONLY = 26;
+/** `IPV6_RECVPKTINFO`: received datagrams carry an `IPV6_PKTINFO` control message. */
+export const IPV6_RECVPKTINFO = 49;
+/** `IPV6_PKTINFO`: the control message type, received and sent. */
+export const IPV6_PKTINFO = 50;
 /** `MSG_DONTWAIT`. */
 export const MSG_DONTWAIT = 0x40;
+/** `MSG_CTRUNC` in `msg_flags`: control messages did not fit their buffer. */
+export const MSG_CTRUNC = 0x08;
 /** `MSG_TRUNC` in `msg_flags`: the datagram was longer than the buffer. */
 export const MSG_TRUNC = 0x20;
 /** `POLLIN`. */

@@ -260,25 +260,56 @@ export class AddressNames {
   }
 }
 
-/** Words per endpoint in {@link SendAddresses}: the sockaddr, then its length. */
-export const SEND_WORDS = SOCKADDR_SLOT / 4 + 1;
+/**
+ * Words per endpoint in {@link SendAddresses}: the sockaddr, its length, the family it was
+ * encoded for, and the local address its datagrams leave from.
+ */
+export const SEND_WORDS = SOCKADDR_SLOT / 4 + 3;
 /** Where in an entry of {@link SendAddresses} the sockaddr's length is. */
 export const SEND_LENGTH = SOCKADDR_SLOT / 4;
+/** Where in an entry the socket family the sockaddr was encoded for is (0: not yet). */
+export const SEND_FAMILY = SEND_LENGTH + 1;
+/** Where in an entry the local address to send from is (-1: the one the endpoint came with). */
+export const SEND_LOCAL = SEND_LENGTH + 2;
 
 /**
  * Where the relay's sends go: each endpoint's encoded sockaddr and its length (0 when the
- * address cannot be reached on its socket), in one array indexed by `Endpoint.id`, so that a
- * bridge talking to many addresses keeps no object per address. Ids are reused, so each entry
- * also records which endpoint it was encoded for: an endpoint that some state still held after
- * its id went to another address is encoded afresh, never sent the newcomer's address.
+ * address cannot be reached on its socket), and the local address (a number of the datapath's)
+ * to send from, in one array indexed by `Endpoint.id`, so that a bridge talking to many
+ * addresses keeps no object per address. Ids are reused, so each entry also records which
+ * endpoint it was made for: an endpoint that some state still held after its id went to another
+ * address is encoded afresh, never sent the newcomer's address nor from the newcomer's local
+ * address.
  */
 export class SendAddresses {
   /** The entries, {@link SEND_WORDS} words per endpoint id; replaced as it grows. */
   words = new Int32Array(1024 * SEND_WORDS);
   readonly #owners: (Endpoint | undefined)[] = [];
 
-  /** The offset of `endpoint`'s entry, encoding it on first use. */
+  /** The offset of `endpoint`'s entry, encoded for a socket of `family` (on first use). */
   entry(endpoint: Endpoint, family: number): number {
+    const at = this.#claim(endpoint);
+    if (this.words[at + SEND_FAMILY] === family) return at;
+    this.words.fill(0, at, at + SEND_LENGTH);
+    const bytes = new Uint8Array(this.words.buffer, at * 4, SOCKADDR_SLOT);
+    this.words[at + SEND_LENGTH] = encodeSockaddr(endpoint.wireHost, endpoint.port, family, bytes);
+    this.words[at + SEND_FAMILY] = family;
+    return at;
+  }
+
+  /** The local address `endpoint`'s datagrams leave from, or -1 when none was set. */
+  localOf(endpoint: Endpoint): number {
+    if (this.#owners[endpoint.id] !== endpoint) return -1;
+    return this.words[endpoint.id * SEND_WORDS + SEND_LOCAL];
+  }
+
+  /** Sends to `endpoint` leave from local address `local` from now on. */
+  setLocal(endpoint: Endpoint, local: number): void {
+    this.words[this.#claim(endpoint) + SEND_LOCAL] = local;
+  }
+
+  /** The offset of `endpoint`'s entry, emptied first if it was another endpoint's. */
+  #claim(endpoint: Endpoint): number {
     const at = endpoint.id * SEND_WORDS;
     if (this.#owners[endpoint.id] === endpoint) return at;
     if (at + SEND_WORDS > this.words.length) {
@@ -289,8 +320,7 @@ export class SendAddresses {
       this.words = grown;
     }
     this.words.fill(0, at, at + SEND_WORDS);
-    const bytes = new Uint8Array(this.words.buffer, at * 4, SOCKADDR_SLOT);
-    this.words[at + SEND_LENGTH] = encodeSockaddr(endpoint.wireHost, endpoint.port, family, bytes);
+    this.words[at + SEND_LOCAL] = -1;
     this.#owners[endpoint.id] = endpoint;
     return at;
   }

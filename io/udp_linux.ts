@@ -27,6 +27,14 @@
  * host has no IPv6. An explicit `--listen ::` is dual-stack, as with Deno, unless an IPv4
  * wildcard is also listed.
  *
+ * Replies leave from the address the peer sent to: every socket asks for `IP_PKTINFO` /
+ * `IPV6_RECVPKTINFO`, each datagram's local address is read from its control message
+ * (io/pktinfo.ts) and numbered (io/local_addresses.ts), each endpoint keeps the number of the
+ * address it last sent to (the one it was first heard on, updated by every datagram the relay
+ * forwards from it), and every send names that address in an `IP_PKTINFO` / `IPV6_PKTINFO`
+ * control message. A wildcard socket would otherwise send from the address the route picks,
+ * which a peer's NAT drops when the peer sent to another of the host's addresses.
+ *
  * @module
  */
 
@@ -46,9 +54,13 @@ import {
   ENOBUFS,
   ENOPROTOOPT,
   EOPNOTSUPP,
+  IP_PKTINFO,
+  IPPROTO_IP,
   IPPROTO_IPV6,
+  IPV6_RECVPKTINFO,
   IPV6_V6ONLY,
   type Libc,
+  MSG_CTRUNC,
   MSG_DONTWAIT,
   POLLIN,
   SO_RCVBUF,
@@ -60,6 +72,8 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from "./libc.ts";
+import { CONTROL_WORDS, LocalAddresses, PEER_V4, PEER_V6 } from "./local_addresses.ts";
+import { LOCAL_KEY_WORDS, PKTINFO_CONTROL_MAX, readPktinfo, RX_CONTROL_SIZE } from "./pktinfo.ts";
 import {
   AddressNames,
   AF_INET,
@@ -94,8 +108,11 @@ const GSO_MAX_SEGMENTS = 64;
 const GSO_MAX_BYTES = 65000;
 // cmsg for UDP_SEGMENT: cmsghdr (len 8, level 4, type 4) + u16, padded to 8: CMSG_SPACE(2).
 const GSO_CONTROL = 24;
+const GSO_CONTROL_LEN = 18; // CMSG_LEN(2)
 const SOL_UDP = 17;
 const UDP_SEGMENT = 103;
+/** Control bytes per sent message: the local address's PKTINFO, then UDP_SEGMENT. */
+const SEND_CONTROL = PKTINFO_CONTROL_MAX + GSO_CONTROL;
 const W_CONTROL = 8; // void *msg_control
 const W_CONTROLLEN = 10; // size_t msg_controllen
 
@@ -111,6 +128,8 @@ const W_FLAGS = 12; // int msg_flags
 const W_LEN = 14; // unsigned msg_len
 const IOV_SIZE = 16;
 const TWO_32 = 0x100000000;
+// An IPv4-mapped IPv6 address's third word (bytes 8..11 = 00 00 ff ff) read little-endian.
+const MAPPED_WORD = -65536;
 
 /** Options for {@link bindLinuxUdp}. */
 export interface LinuxUdpOptions {
@@ -141,6 +160,8 @@ class LinuxSocket {
   readonly fd: number;
   readonly family: number;
   readonly label: string;
+  /** Position in the datapath's list of sockets (and number of its default local address). */
+  readonly index: number;
   // Receive side: BATCH slots, each with its mmsghdr, iovec and source address.
   readonly rxSlab = new Uint8Array(BATCH * SLOT);
   readonly rxBase: number;
@@ -148,6 +169,9 @@ class LinuxSocket {
   readonly rxIovs = new Uint32Array(BATCH * (IOV_SIZE / 4));
   readonly rxAddr = new Uint8Array(BATCH * SOCKADDR_SLOT);
   readonly rxAddrWords = new Int32Array(this.rxAddr.buffer);
+  /** Each slot's control messages: where the datagram's local address is read from. */
+  readonly rxControl = new Uint8Array(BATCH * RX_CONTROL_SIZE);
+  readonly rxControlWords = new Int32Array(this.rxControl.buffer);
   readonly rxViews: Uint8Array[] = [];
   // Send side: up to TX_MAX queued datagrams, sent with one sendmmsg.
   readonly txIovs = new Uint32Array(TX_MAX * (IOV_SIZE / 4));
@@ -157,10 +181,13 @@ class LinuxSocket {
   /** Where each queued datagram goes: its endpoint's id, or -1 for a reply. */
   readonly txDest = new Int32Array(TX_MAX).fill(-1);
   readonly txNameLength = new Uint8Array(TX_MAX);
+  /** The local address each queued datagram leaves from (io/local_addresses.ts). */
+  readonly txLocal = new Int32Array(TX_MAX);
   // What one flush hands to sendmmsg: a message per run of datagrams to the same address,
   // each run sent as one GSO super-datagram (UDP_SEGMENT) that the kernel cuts up again.
   readonly sendMsgs = new Uint32Array(TX_MAX * MMSG_WORDS);
-  readonly sendControl = new Uint8Array(TX_MAX * GSO_CONTROL);
+  readonly sendControl = new Uint8Array(TX_MAX * SEND_CONTROL);
+  readonly sendControlWords = new Int32Array(this.sendControl.buffer);
   readonly runStart = new Uint16Array(TX_MAX);
   readonly runLength = new Uint16Array(TX_MAX);
   readonly txIovBase: number;
@@ -171,16 +198,18 @@ class LinuxSocket {
   txCount = 0;
   txArenaUsed = 0;
 
-  constructor(fd: number, family: number, label: string) {
+  constructor(fd: number, family: number, label: string, index: number) {
     this.fd = fd;
     this.family = family;
     this.label = label;
+    this.index = index;
     // Each array is large enough to live outside the JavaScript heap, so these addresses stay
     // valid for the life of the socket (the kernel is handed them on every call).
     this.rxBase = addressOf(this.rxSlab);
     this.txArenaBase = addressOf(this.txArena);
     const rxIovBase = addressOf(this.rxIovs);
     const rxAddrBase = addressOf(this.rxAddr);
+    const rxControlBase = addressOf(this.rxControl);
     for (let i = 0; i < BATCH; i++) {
       this.rxViews.push(this.rxSlab.subarray(i * SLOT, i * SLOT));
       const m = i * MMSG_WORDS;
@@ -190,16 +219,12 @@ class LinuxSocket {
       this.rxMsgs[m + W_IOVLEN] = 1;
       writePointer(this.rxIovs, i * 4, this.rxBase + i * SLOT);
       this.rxIovs[i * 4 + 2] = SLOT;
+      writePointer(this.rxMsgs, m + W_CONTROL, rxControlBase + i * RX_CONTROL_SIZE);
+      this.rxMsgs[m + W_CONTROLLEN] = RX_CONTROL_SIZE;
     }
     this.txIovBase = addressOf(this.txIovs);
     this.txAddrBase = addressOf(this.txAddrWords);
     this.sendControlBase = addressOf(this.sendControl);
-    const control = new DataView(this.sendControl.buffer);
-    for (let i = 0; i < TX_MAX; i++) {
-      control.setUint32(i * GSO_CONTROL, 18, true); // cmsg_len = CMSG_LEN(2)
-      control.setInt32(i * GSO_CONTROL + 8, SOL_UDP, true);
-      control.setInt32(i * GSO_CONTROL + 12, UDP_SEGMENT, true);
-    }
   }
 }
 
@@ -292,6 +317,19 @@ export function bindLinuxUdp(
     fn.getsockopt(fd, level, name, intBytes, new Uint8Array(length.buffer));
     return int[0];
   };
+  // Each datagram then carries its local address, so replies can name it as their source.
+  // Without it (no kernel refuses these options) replies leave from the address the route picks.
+  const askLocalAddresses = (fd: number, family: number, v6Only: boolean) => {
+    const on = family === AF_INET
+      ? setInt(fd, IPPROTO_IP, IP_PKTINFO, 1)
+      : setInt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
+    // A dual-stack socket also gets IPv4's own message, whose ipi_spec_dst is right for
+    // broadcast destinations where the IPv4-mapped IPV6_PKTINFO is not.
+    if (family === AF_INET6 && !v6Only) setInt(fd, IPPROTO_IP, IP_PKTINFO, 1);
+    if (!on) {
+      logger.log("warn", `cannot read local addresses: ${libc.describe(libc.errno())}`);
+    }
+  };
   class Errno extends Error {
     constructor(readonly code: number, what: string) {
       super(`${what}: ${libc.describe(code)}`);
@@ -305,6 +343,7 @@ export function bindLinuxUdp(
       if (family === AF_INET6 && !setInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6Only ? 1 : 0)) {
         throw new Errno(libc.errno(), "IPV6_V6ONLY");
       }
+      askLocalAddresses(fd, family, v6Only);
       // Large buffers absorb bursts while the main thread is busy; the privileged variant
       // ignores net.core.[rw]mem_max, the plain one is capped by it.
       if (!setInt(fd, SOL_SOCKET, SO_RCVBUFFORCE, bufferSize)) {
@@ -320,7 +359,7 @@ export function bindLinuxUdp(
       const bound = new Uint32Array([SOCKADDR_IN6_SIZE]);
       fn.getsockname(fd, address, new Uint8Array(bound.buffer));
       const boundPort = (address[2] << 8) | address[3];
-      const socket = new LinuxSocket(fd, family, labelOf(host, boundPort));
+      const socket = new LinuxSocket(fd, family, labelOf(host, boundPort), sockets.length);
       sockets.push(socket);
       return boundPort;
     } catch (e) {
@@ -363,12 +402,15 @@ class LinuxUdpDatapath implements Datapath {
   readonly #sockets: LinuxSocket[];
   readonly #names = new AddressNames();
   readonly #sends = new SendAddresses();
+  readonly #locals: LocalAddresses;
+  readonly #key = new Int32Array(LOCAL_KEY_WORDS);
   readonly #pollfds: Uint8Array;
   readonly #pollCount: bigint;
   #closed = false;
   #running = false;
   #waker: Waker | undefined;
   #debug = false;
+  #fullLogged = false;
   #logger: Logger | undefined;
   #relay: Relay | undefined;
 
@@ -376,6 +418,7 @@ class LinuxUdpDatapath implements Datapath {
     this.#libc = libc;
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
+    this.#locals = new LocalAddresses(sockets.length);
     this.#pollfds = new Uint8Array(8 * sockets.length);
     this.#pollCount = BigInt(sockets.length);
     const view = new DataView(this.#pollfds.buffer);
@@ -463,14 +506,23 @@ class LinuxUdpDatapath implements Datapath {
     const names = this.#names;
     const msgs = s.rxMsgs;
     const addr = s.rxAddr;
+    const addrWords = s.rxAddrWords;
     for (let i = 0; i < n; i++) {
       const m = i * MMSG_WORDS;
       const length = msgs[m + W_LEN];
       const a = i * SOCKADDR_SLOT;
+      const controlLength = (msgs[m + W_FLAGS] & MSG_CTRUNC) === 0 ? msgs[m + W_CONTROLLEN] : 0;
       msgs[m + W_NAMELEN] = SOCKADDR_IN6_SIZE;
       msgs[m + W_FLAGS] = 0;
-      const host = names.nameOf(addr, s.rxAddrWords, a);
+      msgs[m + W_CONTROLLEN] = RX_CONTROL_SIZE;
+      const host = names.nameOf(addr, addrWords, a);
       if (host === undefined) continue;
+      const local = this.#localOf(s, i, controlLength);
+      // Several local addresses serve this peer's family: it may have moved to another one.
+      const w = a >> 2;
+      const v4 = (addrWords[w] & 0xffff) === AF_INET ||
+        (addrWords[w + 2] === 0 && addrWords[w + 3] === 0 && addrWords[w + 4] === MAPPED_WORD);
+      const shared = this.#locals.noteFamily(local, v4 ? PEER_V4 : PEER_V6);
       const port = (addr[a + 2] << 8) | addr[a + 3];
       // A view per slot, kept while datagrams keep their length (traffic mostly repeats a few
       // sizes), so that the common case allocates nothing.
@@ -479,14 +531,14 @@ class LinuxUdpDatapath implements Datapath {
         packet = s.rxSlab.subarray(i * SLOT, i * SLOT + length);
         s.rxViews[i] = packet;
       }
-      const d = relay.handle(packet, host, port, now, s);
+      const d = relay.handle(packet, host, port, now, local);
       if (d.action === "forward") {
-        for (let t = 0; t < d.count; t++) {
-          const target = d.targets[t];
-          this.#queue((target.via as LinuxSocket | undefined) ?? s, s, d.payload, target, -1);
-        }
+        // Only a datagram the relay accepted moves its sender's replies to a new address: a
+        // spoofed one it drops cannot point a peer's replies at an address its NAT rejects.
+        if (shared) this.#learnLocal(relay, host, port, local);
+        for (let t = 0; t < d.count; t++) this.#forward(s, d.payload, d.targets[t]);
       } else if (d.action === "reply") {
-        this.#queue(s, s, d.payload, undefined, i);
+        this.#queue(s, s, d.payload, undefined, i, local);
       } else if (this.#debug) {
         this.#log(`dropped ${length} bytes from ${labelOf(host, port)}: ${d.reason}`);
       }
@@ -495,10 +547,54 @@ class LinuxUdpDatapath implements Datapath {
     return n;
   }
 
+  /** The number of the local address of receive slot `slot` of `s` (its default if none). */
+  #localOf(s: LinuxSocket, slot: number, controlLength: number): number {
+    const locals = this.#locals;
+    const key = this.#key;
+    const kind = readPktinfo(
+      s.rxControl,
+      s.rxControlWords,
+      slot * RX_CONTROL_SIZE,
+      Math.min(controlLength, RX_CONTROL_SIZE),
+      key,
+    );
+    const before = locals.count;
+    const local = locals.find(s.index, kind, key);
+    if (locals.count !== before && this.#debug) {
+      this.#log(
+        `local address ${locals.describe(local)}: replies to peers that sent there leave from it`,
+      );
+    } else if (locals.full && !this.#fullLogged) {
+      this.#fullLogged = true;
+      this.#logger?.log("warn", "too many local addresses: replies to further ones leave by route");
+    }
+    return local;
+  }
+
+  /** Sends to the endpoint at `host:port` leave from `local` from now on. */
+  #learnLocal(relay: Relay, host: string, port: number, local: number): void {
+    const source = relay.endpoints.find(host, port);
+    if (source !== undefined && this.#sends.localOf(source) !== local) {
+      this.#sends.setLocal(source, local);
+    }
+  }
+
+  /** Queues `payload` to `target`, on the socket and from the address it last sent to. */
+  #forward(s: LinuxSocket, payload: Uint8Array, target: Endpoint): void {
+    let local = this.#sends.localOf(target);
+    if (local < 0) {
+      // The address the endpoint was first heard on (the relay keeps what it was given), or,
+      // for an endpoint from elsewhere, the receiving socket with the route's choice.
+      local = typeof target.via === "number" ? target.via : s.index;
+    }
+    this.#queue(this.#sockets[this.#locals.socketOf[local]], s, payload, target, -1, local);
+  }
+
   /**
-   * Queues `payload` on socket `out`, to `target`, or when `replySlot` >= 0 to the source of
-   * receive slot `replySlot` of `from`. A payload inside `from`'s receive slab is sent from
-   * there (it stays put until the flush that follows the batch); any other is copied.
+   * Queues `payload` on socket `out`, from local address `local`, to `target`, or when
+   * `replySlot` >= 0 to the source of receive slot `replySlot` of `from`. A payload inside
+   * `from`'s receive slab is sent from there (it stays put until the flush that follows the
+   * batch); any other is copied.
    */
   #queue(
     out: LinuxSocket,
@@ -506,6 +602,7 @@ class LinuxUdpDatapath implements Datapath {
     payload: Uint8Array,
     target: Endpoint | undefined,
     replySlot: number,
+    local: number,
   ): void {
     if (out.txCount === TX_MAX) this.#flush(out);
     const length = payload.length;
@@ -539,6 +636,7 @@ class LinuxUdpDatapath implements Datapath {
       out.txDest[i] = -1;
     }
     out.txNameLength[i] = nameLength;
+    out.txLocal[i] = local;
     const iov = i * (IOV_SIZE / 4);
     writePointer(out.txIovs, iov, pointer);
     out.txIovs[iov + 2] = length;
@@ -547,19 +645,23 @@ class LinuxUdpDatapath implements Datapath {
 
   /**
    * Builds the messages for queued datagrams `from..count`: consecutive datagrams to the same
-   * address and of the same length (the last of a run may be shorter) become one message with
-   * an iovec per datagram and UDP_SEGMENT, when GSO is on. Returns the number of messages.
+   * address from the same local address and of the same length (the last of a run may be
+   * shorter) become one message with an iovec per datagram and UDP_SEGMENT, when GSO is on.
+   * Each message names its local address. Returns the number of messages.
    */
   #build(s: LinuxSocket, from: number, count: number): number {
-    const msgs = s.sendMsgs, iovs = s.txIovs, dest = s.txDest;
+    const msgs = s.sendMsgs, iovs = s.txIovs, dest = s.txDest, txLocal = s.txLocal;
     let m = 0;
     for (let i = from; i < count;) {
       const length = iovs[i * 4 + 2];
       let k = 1;
       const to = dest[i];
+      const local = txLocal[i];
       if (s.gso && to >= 0) {
         let total = length;
-        while (i + k < count && k < GSO_MAX_SEGMENTS && dest[i + k] === to) {
+        while (
+          i + k < count && k < GSO_MAX_SEGMENTS && dest[i + k] === to && txLocal[i + k] === local
+        ) {
           const next = iovs[(i + k) * 4 + 2];
           if (next > length || next === 0 || total + next > GSO_MAX_BYTES) break;
           total += next;
@@ -572,12 +674,10 @@ class LinuxUdpDatapath implements Datapath {
       msgs[w + W_NAMELEN] = s.txNameLength[i];
       writePointer(msgs, w + W_IOV, s.txIovBase + i * IOV_SIZE);
       msgs[w + W_IOVLEN] = k;
-      if (k > 1) {
-        writePointer(msgs, w + W_CONTROL, s.sendControlBase + m * GSO_CONTROL);
-        msgs[w + W_CONTROLLEN] = GSO_CONTROL;
-        const c = m * GSO_CONTROL + 16;
-        s.sendControl[c] = length & 0xff;
-        s.sendControl[c + 1] = length >> 8;
+      const controlLength = this.#control(s, m, local, k > 1 ? length : 0);
+      if (controlLength > 0) {
+        writePointer(msgs, w + W_CONTROL, s.sendControlBase + m * SEND_CONTROL);
+        msgs[w + W_CONTROLLEN] = controlLength;
       } else {
         writePointer(msgs, w + W_CONTROL, 0);
         msgs[w + W_CONTROLLEN] = 0;
@@ -588,6 +688,29 @@ class LinuxUdpDatapath implements Datapath {
       i += k;
     }
     return m;
+  }
+
+  /**
+   * Writes message `m`'s control messages: `local`'s PKTINFO (prebuilt, copied as words), then
+   * UDP_SEGMENT when `segment` > 0. Returns their length in bytes.
+   */
+  #control(s: LinuxSocket, m: number, local: number, segment: number): number {
+    const locals = this.#locals;
+    const out = s.sendControlWords;
+    const at = m * (SEND_CONTROL / 4);
+    const pktinfo = locals.controlLength[local];
+    const source = locals.control;
+    const from = local * CONTROL_WORDS;
+    for (let k = 0; k < pktinfo >> 2; k++) out[at + k] = source[from + k];
+    if (segment === 0) return pktinfo;
+    const g = at + (pktinfo >> 2);
+    out[g] = GSO_CONTROL_LEN; // size_t cmsg_len, low then high word
+    out[g + 1] = 0;
+    out[g + 2] = SOL_UDP;
+    out[g + 3] = UDP_SEGMENT;
+    out[g + 4] = segment; // u16 gso_size, then padding
+    out[g + 5] = 0;
+    return pktinfo + GSO_CONTROL;
   }
 
   /** Sends everything queued on `s`; a datagram the kernel refuses is counted and skipped. */

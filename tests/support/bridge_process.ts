@@ -80,6 +80,8 @@ export function freePort(): number {
 export class SimPeer {
   readonly conn: Deno.DatagramConn;
   readonly bridge: Deno.NetAddr;
+  /** Every `host:port` a datagram came from (the bridge's address as this peer sees it). */
+  readonly senders = new Set<string>();
   #queue: Uint8Array[] = [];
   #closed = false;
   #loop: Promise<void>;
@@ -99,8 +101,10 @@ export class SimPeer {
   async #receiveLoop() {
     while (!this.#closed) {
       try {
-        const [data] = await this.conn.receive();
+        const [data, from] = await this.conn.receive();
         this.#queue.push(data);
+        const { hostname, port } = from as Deno.NetAddr;
+        this.senders.add(hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`);
       } catch {
         return;
       }

@@ -178,6 +178,8 @@ export interface BridgeOptions {
   listen?: string[];
   /** `--log-level`, default `info`. */
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** `--datapath`; `linux` also grants `--allow-ffi`. Default: none (the bridge's default). */
+  datapath?: "deno" | "linux";
 }
 
 /** A long-running child process whose output is kept (the last lines) for diagnostics. */
@@ -421,8 +423,10 @@ export class Lab {
    */
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
     await cacheBridgeDeps();
-    const argv = [Deno.execPath(), "run", "--allow-net", MAIN_TS.pathname];
-    argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
+    const argv = [Deno.execPath(), "run", "--allow-net"];
+    if (opts.datapath === "linux") argv.push("--allow-ffi");
+    argv.push(MAIN_TS.pathname, "-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
+    if (opts.datapath) argv.push("--datapath", opts.datapath);
     for (const group of opts.groups) argv.push("-k", group.join(","));
     for (const addr of opts.listen ?? []) argv.push("--listen", addr);
     const proc = this.spawn(ns, "bridge", argv, REPO_ROOT);
