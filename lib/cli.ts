@@ -86,9 +86,11 @@ Flags override the config file. SIGHUP re-reads the config file.
       --max-sessions N  established sessions kept (default ${d.maxSessions},
                         at most ${b.maxSessions.max})
       --max-pending N   pending handshakes kept (default ${d.maxPending}, at most ${b.maxPending.max})
-      --handshake-rate N  handshake messages per second per source IP or /64
-                        (default ${d.handshakeRate}, at most ${b.handshakeRate.max})
+      --handshake-rate N  handshake messages per second per source IP or /64, applied
+                        under load (default ${d.handshakeRate}, at most ${b.handshakeRate.max})
       --handshake-burst N burst for the above (default ${d.handshakeBurst}, at most ${b.handshakeBurst.max})
+      --load-rate N     handshake messages per second, all sources, beyond which the
+                        bridge is under load (default ${d.loadRate}, at most ${b.loadRate.max})
       --json            (status) print the JSON the bridge serves at /status
       --sessions N      (status) list the N most recently active sessions
                         (default ${DEFAULT_STATUS_SESSIONS}, at most ${MAX_STATUS_SESSIONS})
@@ -126,12 +128,18 @@ function oneOf<T extends string>(name: string, text: string, allowed: readonly T
 }
 
 const COMMANDS = ["run", "check", "status"] as const;
-type LimitFlag = "max-sessions" | "max-pending" | "handshake-rate" | "handshake-burst";
+type LimitFlag =
+  | "max-sessions"
+  | "max-pending"
+  | "handshake-rate"
+  | "handshake-burst"
+  | "load-rate";
 const LIMIT_FLAGS: [LimitFlag, keyof RelayOptions][] = [
   ["max-sessions", "maxSessions"],
   ["max-pending", "maxPending"],
   ["handshake-rate", "handshakeRate"],
   ["handshake-burst", "handshakeBurst"],
+  ["load-rate", "loadRate"],
 ];
 
 function parseOrThrow(args: string[]): CliResult {
@@ -153,6 +161,7 @@ function parseOrThrow(args: string[]): CliResult {
       "max-pending": { type: "string" },
       "handshake-rate": { type: "string" },
       "handshake-burst": { type: "string" },
+      "load-rate": { type: "string" },
       json: { type: "boolean" },
       sessions: { type: "string" },
       help: { type: "boolean", short: "h" },

@@ -608,11 +608,6 @@ export class IndexTable {
     c.lastSeen[side] = now;
   }
 
-  /** When a session was linked by its response (ms). */
-  createdAt(slot: number): number {
-    return this.#columns.createdAt[slot];
-  }
-
   /** When a session is removed (ms). */
   expiresAt(slot: number): number {
     return this.#columns.expiresAt[slot];

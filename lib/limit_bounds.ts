@@ -46,6 +46,7 @@ export const LIMIT_BOUNDS: Readonly<Record<keyof RelayOptions, LimitBound>> = {
   maxPendingPerSource: { min: 1, max: 65_536 },
   handshakeRate: RATE,
   handshakeBurst: RATE,
+  loadRate: RATE,
   // Copies of one initiation: this many targets are allocated per decision, and each copy is
   // amplification, so it stays small.
   maxBroadcast: { min: 1, max: 64 },

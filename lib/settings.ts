@@ -170,7 +170,8 @@ export function describeSettings(options: ServerOptions, registry: KeyRegistry):
   const r = options.relay;
   lines.push(
     `limits: ${r.maxSessions} sessions, ${r.maxPending} pending handshakes, ` +
-      `${r.handshakeRate}/s handshakes per source (burst ${r.handshakeBurst})`,
+      `${r.handshakeRate}/s handshakes per source (burst ${r.handshakeBurst}) under load, ` +
+      `load above ${r.loadRate}/s`,
   );
   lines.push(`${registry.keys.length} key(s) in ${registry.groups.length} group(s):`);
   for (const group of registry.groups) {
