@@ -24,9 +24,10 @@ import { bindLinuxUdp } from "./udp_linux.ts";
 
 /**
  * What the portable datapath costs where the Linux one could run: its packet rate against the
- * Linux datapath's, 64-byte packets over 100 sessions, same run (BENCHMARKS.md, cross-check).
+ * Linux datapath's in the same run (BENCHMARKS.md, 2026-11-30: 0.19x at 64 B over 100 sessions
+ * with the project's load generator, 0.31-0.34x at one pair with the C wgload).
  */
-export const PORTABLE_COST = "about 0.2x the Linux datapath's packet rate";
+export const PORTABLE_COST = "about 0.2-0.3x the Linux datapath's packet rate";
 
 /** A bound datapath and the words the start-up line uses for it. */
 export interface BoundDatapath {
