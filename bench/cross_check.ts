@@ -180,14 +180,16 @@ async function crossCase(
   }));
 }
 
-/** Runs the cross-check; its rows, or why it was skipped. */
-export async function crossCheck(plan: CrossPlan): Promise<Row[] | string> {
+/** Runs the cross-check, handing each row to `report` as it comes; or says why it was skipped. */
+export async function crossCheck(
+  plan: CrossPlan,
+  report: (row: Row) => void,
+): Promise<string | undefined> {
   const tools = await build(plan.wgbench);
   if (typeof tools === "string") return tools;
   const cases: [number, number][] = plan.quick
     ? [[64, 1], [64, 100]]
     : [[64, 1], [64, 100], [1420, 1], [1420, 100]];
-  const rows: Row[] = [];
-  for (const [size, pairs] of cases) rows.push(...await crossCase(tools, plan, size, pairs));
-  return rows;
+  for (const [size, pairs] of cases) (await crossCase(tools, plan, size, pairs)).forEach(report);
+  return undefined;
 }

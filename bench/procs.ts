@@ -172,6 +172,19 @@ export function bridgeArgv(o: BridgeCommand, args: string[]): string[] {
 /** Every bridge command line this run started, for the report. */
 export const bridgeCommands: string[][] = [];
 
+/**
+ * The bench's config file for the bridge: the port, loopback, and the keys in groups of two
+ * (keys 2i and 2i+1 form group i). Nothing else: limits, logging and the rest stay at their
+ * defaults.
+ */
+export function bridgeConfig(port: number, keys: string[]): Record<string, unknown> {
+  const groups = [];
+  for (let i = 0; i + 1 < keys.length; i += 2) {
+    groups.push({ name: `g${i / 2}`, keys: [keys[i], keys[i + 1]] });
+  }
+  return { port, listen: ["127.0.0.1"], groups };
+}
+
 /** Options for {@link startBridge}. */
 export interface BridgeRun extends BridgeCommand {
   /** Keys in groups of two (keys 2i and 2i+1 form group i), as the load generator pairs them. */
@@ -189,12 +202,8 @@ export async function startBridge(
   run: BridgeRun,
 ): Promise<{ service: Service; port: number; argv: string[] }> {
   const port = freePort();
-  const groups = [];
-  for (let i = 0; i + 1 < run.keys.length; i += 2) {
-    groups.push({ name: `g${i / 2}`, keys: [run.keys[i], run.keys[i + 1]] });
-  }
   const config = `${run.dir}/bridge-${port}.json`;
-  await Deno.writeTextFile(config, JSON.stringify({ port, listen: ["127.0.0.1"], groups }));
+  await Deno.writeTextFile(config, JSON.stringify(bridgeConfig(port, run.keys)));
   const argv = bridgeArgv({ ...run, config }, []);
   bridgeCommands.push(argv);
   const service = new Service("bridge", argv);

@@ -701,9 +701,8 @@ async function main(): Promise<void> {
       else report(tunnel);
     }
     if (plan.only.has("cross")) {
-      const cross = await crossCheck(plan);
-      if (typeof cross === "string") console.log(`- cross-check: skipped (${cross})`);
-      else cross.forEach(report);
+      const skipped = await crossCheck(plan, report);
+      if (skipped) console.log(`- cross-check: skipped (${skipped})`);
     }
   } finally {
     await stopAll();
