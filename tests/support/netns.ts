@@ -14,6 +14,8 @@
  * @module
  */
 
+import { START_FLAGS } from "./task_flags.ts";
+
 const NS_PREFIX = "wgbe2e-";
 const REPO_ROOT = new URL("../../", import.meta.url);
 const MAIN_TS = new URL("main.ts", REPO_ROOT);
@@ -421,7 +423,8 @@ export class Lab {
    */
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
     await cacheBridgeDeps();
-    const argv = [Deno.execPath(), "run", "--allow-net", MAIN_TS.pathname];
+    // As `deno task start` runs it: the default (Linux) datapath.
+    const argv = [Deno.execPath(), "run", ...START_FLAGS, MAIN_TS.pathname];
     argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
     for (const group of opts.groups) argv.push("-k", group.join(","));
     for (const addr of opts.listen ?? []) argv.push("--listen", addr);

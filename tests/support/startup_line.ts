@@ -8,20 +8,16 @@
  * @module
  */
 
-import assert from "node:assert/strict";
 import { freePort } from "./bridge_process.ts";
+import { taskFlagsSync } from "./task_flags.ts";
 import { randomKey } from "./wire.ts";
 
 const ROOT = new URL("../../", import.meta.url);
 const MAIN = new URL("main.ts", ROOT).pathname;
 
 /** The permission and unstable flags of the deno.json task `name`, in order. */
-export async function taskFlags(name: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const task: string | undefined = config.tasks[name];
-  assert.ok(task, `deno.json has no task ${name}`);
-  assert.match(task, /^deno (run|compile) /);
-  return task.split(/\s+/).filter((f) => /^--(allow|deny|unstable)-|^-A$|^--allow-all$/.test(f));
+export function taskFlags(name: string): Promise<string[]> {
+  return Promise.resolve(taskFlagsSync(name));
 }
 
 /**
