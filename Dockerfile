@@ -5,21 +5,30 @@
 #     -v /etc/wg-bridge:/etc/wg-bridge:ro wg-bridge
 #   docker kill -s HUP wg-bridge        # reload the config
 #
+# The sandboxed image (no FFI; the portable datapath, several times slower, see README):
+#   docker build --build-arg COMPILE_TASK=compile:sandboxed -t wg-bridge:sandboxed .
+#
 # See example.docker-compose.yml for the same with the metrics listener.
 
 # ---- build: the official Deno image compiles main.ts with the permissions of `deno task
-# compile` (network; reading the config file) baked in. Same Deno version as the tests.
+# compile` (network; reading the config file; FFI for the Linux datapath) baked in, or of
+# `deno task compile:sandboxed` (the same without FFI). Same Deno version as the tests.
 FROM denoland/deno:2.9.6 AS build
+ARG COMPILE_TASK=compile
 WORKDIR /src
 COPY deno.json deno.lock main.ts ./
 COPY lib/ lib/
 COPY io/ io/
 # npm packages exactly as deno.lock records them; compile embeds them in the binary.
-RUN deno install --frozen && deno task compile && ./wg-bridge --version
+RUN deno install --frozen && deno task "$COMPILE_TASK" && ./wg-bridge --version
 
 # ---- run: distroless "cc" carries only glibc, libgcc and CA certificates, which is what the
-# compiled binary links against; no shell, no package manager. The :nonroot variant runs as
-# uid/gid 65532. Port 51820 is above 1024, so no capability is needed.
+# compiled binary links against; no shell, no package manager. The Linux datapath opens
+# "libc.so.6" with dlopen: that is the glibc the binary already runs on
+# (/lib/x86_64-linux-gnu or /lib/aarch64-linux-gnu in this image), so it loads here and the
+# start-up line says "datapath: linux". The :nonroot variant runs as uid/gid 65532. Port
+# 51820 is above 1024, so no capability is needed (without CAP_NET_ADMIN the datapath's
+# socket buffers are capped by net.core.rmem_max/wmem_max, as on the host).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/wg-bridge /usr/local/bin/wg-bridge
 USER nonroot

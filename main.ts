@@ -97,13 +97,14 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
   const relay = new Relay(loaded.registry, random, startedAt, options.relay);
   // Events exist only to be logged; below info nothing logs them, so none are made.
   relay.recordEvents = logger.enabled("info");
-  let datapath;
+  let bound;
   try {
-    datapath = bindDatapath(options.datapath, options.listen, options.port, logger);
+    bound = bindDatapath(options.datapath, options.listen, options.port, logger);
   } catch (e) {
     if (e instanceof BindError) fail(e.message);
     throw e;
   }
+  const datapath = bound.datapath;
   const config = { reloadsApplied: 0, reloadsFailed: 0, loadedAt: Date.now() / 1000 };
   let running = true;
   let ops: OpsServer | undefined;
@@ -150,7 +151,7 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
     "info",
     `wg-bridge ${VERSION} listening on ${datapath.labels.join(", ")} with ` +
       `${loaded.registry.keys.length} keys in ${loaded.registry.groups.length} group(s)` +
-      (configPath ? ` from ${configPath}` : "") +
+      (configPath ? ` from ${configPath}` : "") + `; ${bound.description}` +
       (ops ? `; metrics at http://${ops.label}/metrics` : ""),
   );
 

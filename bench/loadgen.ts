@@ -21,7 +21,9 @@
  *   --handshakes-only   handshakes back to back for --duration s, completions per second;
  *   --raw               no handshakes: transport packets to the address (for a sink);
  *   --sink PORT         receive and count for --duration s (shows what the generator offers);
- *   --bind ADDR         source address of every socket (e.g. 127.0.0.7);
+ *   --bind ADDR         source address of every socket (e.g. 127.0.0.7): pairs behind one NAT;
+ *   --bind-each A.B     each socket from an address of its own, A.B.x.y (e.g. 127.3): pairs
+ *                       behind NATs of their own;
  *   --repeat N          N data phases over the same sessions, each one's rate reported;
  *   --start-at MS --period MS  start data phase k at wall-clock MS + k * PERIOD (Unix ms), so
  *                       that two generators can take turns.
@@ -79,6 +81,8 @@ interface Config {
   raw: boolean;
   /** Source address for every socket (each run its own, so no port of an earlier run recurs). */
   bind: string | undefined;
+  /** IPv4 prefix `A.B`: each socket binds its own source address A.B.x.y instead. */
+  bindEach: string | undefined;
   /** Data phases over the same sessions. */
   repeat: number;
   /** Wall-clock ms (Unix epoch) at which data phase 0 starts; 0: at once. */
@@ -464,16 +468,27 @@ function txBurst(s: Side, perSide: number, now: number): void {
 
 // ---- set-up --------------------------------------------------------------------------------
 
+/**
+ * The source address of socket `id`: `--bind`, or with `--bind-each A.B` an address of its
+ * own, A.B.x.y (peers behind NATs of their own, as opposed to all behind one address).
+ */
+function sourceOf(id: number): string | undefined {
+  if (!cfg.bindEach) return cfg.bind;
+  const host = id + 1;
+  return `${cfg.bindEach}.${(host >> 8) & 255}.${host & 255}`;
+}
+
 function openSocket(target: string, id: number): number {
   const to = sockaddr(target);
   const fd = fn.socket(to.family, C.SOCK_DGRAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0);
   if (fd < 0) throw new Error(`socket: errno ${lib.errno()} (raise the open files limit?)`);
   setBuffers(fn, fd, SOCKET_BUFFER);
   setIntOption(fn, fd, C.SOL_SOCKET, C.SO_TIMESTAMPNS, 1);
-  if (cfg.bind) {
-    const local = sockaddr(to.family === C.AF_INET6 ? `[${cfg.bind}]:0` : `${cfg.bind}:0`);
+  const from = sourceOf(id);
+  if (from) {
+    const local = sockaddr(to.family === C.AF_INET6 ? `[${from}]:0` : `${from}:0`);
     if (fn.bind(fd, local.bytes, local.length) !== 0) {
-      throw new Error(`bind ${cfg.bind}: errno ${lib.errno()}`);
+      throw new Error(`bind ${from}: errno ${lib.errno()}`);
     }
   }
   if (fn.connect(fd, to.bytes, to.length) !== 0) throw new Error(`connect: errno ${lib.errno()}`);
@@ -641,6 +656,7 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
       raw: { type: "boolean", default: false },
       sink: { type: "string" },
       bind: { type: "string" },
+      "bind-each": { type: "string" },
       json: { type: "boolean", default: true },
     },
   });
@@ -673,6 +689,7 @@ function parse(args: string[]): Config | { sink: number; duration: number } {
     hsTimeout: Number(values["hs-timeout"]),
     raw: values.raw,
     bind: values.bind,
+    bindEach: values["bind-each"],
     repeat: Math.max(1, Number(values.repeat)),
     startAt: Number(values["start-at"]),
     period: Number(values.period),

@@ -122,60 +122,93 @@ export function randomKeys(n: number): string[] {
   return keys;
 }
 
-/** Options for {@link startBridge}. */
-export interface BridgeRun {
-  /** Keys in groups of two (keys 2i and 2i+1 form group i), as the load generator pairs them. */
-  keys: string[];
-  /** `--datapath`. */
-  datapath: string;
-  /** `--log-level`. */
-  logLevel: string;
-  /** Directory for the config file. */
-  dir: string;
-  /** Extra limits (the bench raises the per-source handshake rate: all peers are 127.0.0.1). */
-  limits?: Record<string, number>;
-  /** V8 flags for the bridge (`--v8-flags=...`), e.g. a smaller young generation. */
-  v8Flags?: string;
+/** How the bridge runs: as `deno task start` does, or as `deno task start:sandboxed` does. */
+export type BridgeMode = "default" | "sandboxed";
+
+/** The deno.json task each mode runs the bridge as. */
+const MODE_TASK: Record<BridgeMode, string> = { default: "start", sandboxed: "start:sandboxed" };
+
+/** The permission flags of a deno.json task (the bench copies them, so it runs what users run). */
+export function taskPermissions(task: string): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT)));
+  const command: string = config.tasks[task];
+  if (!command) throw new Error(`deno.json has no task ${task}`);
+  return command.split(/\s+/).filter((f) => /^--(allow|deny|unstable)-|^-A$/.test(f));
 }
 
-/** Starts the bridge on a free loopback port with a config file; resolves once it is bound. */
-export async function startBridge(run: BridgeRun): Promise<{ service: Service; port: number }> {
-  const port = freePort();
-  const groups = [];
-  for (let i = 0; i + 1 < run.keys.length; i += 2) {
-    groups.push({ name: `g${i / 2}`, keys: [run.keys[i], run.keys[i + 1]] });
-  }
-  const config = `${run.dir}/bridge-${port}.json`;
-  await Deno.writeTextFile(
-    config,
-    JSON.stringify({
-      port,
-      listen: ["127.0.0.1"],
-      groups,
-      limits: {
-        handshakeRate: 10_000_000,
-        handshakeBurst: 10_000_000,
-        maxSessions: 1_000_000,
-        ...run.limits,
-      },
-      log: { level: run.logLevel, summaryInterval: 0 },
-    }),
-  );
-  const service = new Service("bridge", [
+/** Options for {@link bridgeArgv}. */
+export interface BridgeCommand {
+  /** Which task's permissions (default: `deno task start`'s). */
+  mode?: BridgeMode;
+  /** `--datapath`, only when asked for (default: none, the bridge's own default). */
+  datapath?: string;
+  /** `--log-level`, only when asked for (default: none, the bridge's own default). */
+  logLevel?: string;
+  /** V8 flags for the bridge (`--v8-flags=...`), only when asked for. */
+  v8Flags?: string;
+  /** A config file: granted for reading (the only permission added to the task's). */
+  config?: string;
+}
+
+/**
+ * The command line of the bridge as `deno task start` (or `start:sandboxed`) runs it: that
+ * task's permissions, plus reading the config file when there is one, then `args`.
+ */
+export function bridgeArgv(o: BridgeCommand, args: string[]): string[] {
+  return [
     Deno.execPath(),
     "run",
-    "--allow-net",
-    `--allow-read=${config}`,
-    "--allow-ffi",
-    ...(run.v8Flags ? [`--v8-flags=${run.v8Flags}`] : []),
+    ...taskPermissions(MODE_TASK[o.mode ?? "default"]),
+    ...(o.config ? [`--allow-read=${o.config}`] : []),
+    ...(o.v8Flags ? [`--v8-flags=${o.v8Flags}`] : []),
     MAIN,
-    "--config",
-    config,
-    "--datapath",
-    run.datapath,
-  ]);
+    ...(o.config ? ["--config", o.config] : []),
+    ...args,
+    ...(o.datapath ? ["--datapath", o.datapath] : []),
+    ...(o.logLevel ? ["--log-level", o.logLevel] : []),
+  ];
+}
+
+/** Every bridge command line this run started, for the report. */
+export const bridgeCommands: string[][] = [];
+
+/**
+ * The bench's config file for the bridge: the port, loopback, and the keys in groups of two
+ * (keys 2i and 2i+1 form group i). Nothing else: limits, logging and the rest stay at their
+ * defaults.
+ */
+export function bridgeConfig(port: number, keys: string[]): Record<string, unknown> {
+  const groups = [];
+  for (let i = 0; i + 1 < keys.length; i += 2) {
+    groups.push({ name: `g${i / 2}`, keys: [keys[i], keys[i + 1]] });
+  }
+  return { port, listen: ["127.0.0.1"], groups };
+}
+
+/** Options for {@link startBridge}. */
+export interface BridgeRun extends BridgeCommand {
+  /** Keys in groups of two (keys 2i and 2i+1 form group i), as the load generator pairs them. */
+  keys: string[];
+  /** Directory for the config file. */
+  dir: string;
+}
+
+/**
+ * Starts the bridge on a free loopback port with a config file holding the keys, the port and
+ * the listen address only: every limit, the log level and the datapath are the bridge's
+ * defaults unless `run` names them. Resolves once it is bound, with its command line.
+ */
+export async function startBridge(
+  run: BridgeRun,
+): Promise<{ service: Service; port: number; argv: string[] }> {
+  const port = freePort();
+  const config = `${run.dir}/bridge-${port}.json`;
+  await Deno.writeTextFile(config, JSON.stringify(bridgeConfig(port, run.keys)));
+  const argv = bridgeArgv({ ...run, config }, []);
+  bridgeCommands.push(argv);
+  const service = new Service("bridge", argv);
   await service.waitForPort(port);
-  return { service, port };
+  return { service, port, argv };
 }
 
 let referenceCommand: string[] | undefined;
@@ -219,7 +252,7 @@ export async function startReference(): Promise<{ service: Service; port: number
   return { service, port };
 }
 
-let sourceCount = 0;
+let sourceCount = 0, prefixCount = 0;
 
 /** A loopback address not used by an earlier run: 127.1.x.y. */
 function nextSourceAddress(): string {
@@ -227,17 +260,32 @@ function nextSourceAddress(): string {
   return `127.1.${(sourceCount >> 8) & 255}.${sourceCount & 255}`;
 }
 
+/** A loopback /16 not used by a recent run, 127.2 to 127.254: one address per socket in it. */
+function nextSourcePrefix(): string {
+  return `127.${2 + (prefixCount++ % 253)}`;
+}
+
+/**
+ * Where the generator's sockets send from: `each` an address of its own (every peer behind its
+ * own NAT, as on the Internet), `shared` one address for all (every peer behind one NAT).
+ */
+export type Sources = "each" | "shared";
+
 /** Runs the load generator with `args` (plus --keys when given), bounded; returns its JSON. */
 export async function loadgen(
   args: string[],
   keys: string[] | undefined,
   dir: string,
   timeoutMs: number,
+  sources: Sources = "each",
 ): Promise<Record<string, unknown>> {
-  // Each run speaks from an address of its own: a bridge remembers which key lives at which
+  // Each run speaks from addresses of its own: a bridge remembers which key lives at which
   // address:port, and a port of an earlier run coming back as another peer would meet that.
   const argv = ["run", "--allow-ffi", `--allow-read=${dir}`, LOADGEN, ...args];
-  if (!args.includes("--raw")) argv.push("--bind", nextSourceAddress());
+  if (!args.includes("--raw")) {
+    if (sources === "each") argv.push("--bind-each", nextSourcePrefix());
+    else argv.push("--bind", nextSourceAddress());
+  }
   if (keys) {
     const file = `${dir}/keys-${crypto.randomUUID()}.txt`;
     await Deno.writeTextFile(file, keys.join("\n") + "\n");

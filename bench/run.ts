@@ -1,20 +1,31 @@
 /**
  * `deno task bench`: the bridge against a reference relay, on loopback, target by target.
  *
+ * The bridge runs exactly as `deno task start` runs it: that task's permissions (so the
+ * default datapath), every limit and the log level at their defaults; the only addition is
+ * reading its config file (keys, port, listen address). The command lines are in the report.
+ *
  * For every target of the speed issue it prints the bridge's figure next to a reference
  * measured in the same run: the minimal relay in bench/reference_relay.ts (what the machine can
  * forward at all), or the bridge itself under the easy condition (32 keys, 100 sessions, the
  * first second). Machines are noisy, and the bridge, the reference and the load generator share
  * the same cores, so reference and bridge runs alternate round by round and the table shows
  * medians. The load generator (bench/loadgen.ts) is also run against a sink, to show that it
- * offers more than any relay here forwards.
+ * offers more than any relay here forwards. Its peers each send from a loopback address of
+ * their own (each behind its own NAT), except in the shared-address step, which puts 100 pairs
+ * behind one address and compares.
  *
- *   deno task bench            the full run (about 6 minutes), the table in BENCHMARKS.md
- *   deno task bench --quick    a smoke run for CI (under a minute, shorter and smaller)
- *   options: --rounds N, --seconds S, --datapath linux|deno|auto, --log-level L,
- *            --v8-flags F (for the bridge), --json FILE,
- *            --only fwd,keys,sessions,latency,deno,tunnel,
- *            --reference "CMD {port}" (another reference relay, e.g. a C forwarder)
+ *   deno task bench                the full run (about 12 minutes), the table in BENCHMARKS.md
+ *   deno task bench --quick        a smoke run for CI (about a minute, shorter and smaller)
+ *   deno task bench --cross-check  only the cross-check with the shared C instruments
+ *                                  (wgload against nullrelay and the bridge in its default and
+ *                                  sandboxed modes); built from ../shared/wgbench into
+ *                                  ~/.cache/wgbench, skipped with a message where absent
+ *   options: --rounds N, --seconds S, --datapath linux|deno|auto, --log-level L (each only
+ *            when given; default: the bridge's own), --v8-flags F (for the bridge), --json FILE,
+ *            --only fwd,keys,sessions,latency,sandboxed,nat,tunnel,cross,
+ *            --reference "CMD {port}" (another reference relay, e.g. a C forwarder),
+ *            --wgbench DIR (the C instruments' sources, default ../shared/wgbench)
  *
  * Nothing here asserts a speed: it reports.
  *
@@ -24,17 +35,22 @@
 import { parseArgs } from "node:util";
 import {
   addressMemory,
+  bridgeArgv,
+  bridgeCommands,
   freePort,
   loadgen,
   randomKeys,
   referenceName,
+  ROOT,
   type Service,
+  type Sources,
   startBridge,
   startReference,
   startSink,
   stopAll,
   useReferenceCommand,
 } from "./procs.ts";
+import { crossCheck } from "./cross_check.ts";
 import { tunnelBench } from "./tunnel.ts";
 
 /** One line of the results table. */
@@ -65,11 +81,12 @@ interface Plan {
   quick: boolean;
   rounds: number;
   seconds: number;
-  datapath: string;
-  logLevel: string;
+  datapath: string | undefined;
+  logLevel: string | undefined;
   v8Flags: string | undefined;
   only: Set<string>;
   dir: string;
+  wgbench: string;
 }
 
 const rows: Row[] = [];
@@ -237,7 +254,8 @@ async function handshakes(plan: Plan): Promise<void> {
   });
   console.log(
     `       reference relay (no mac1 checks): ${fmt(ref)} hs/s; bridge with ${2 * pairs} keys ` +
-      `${(s / Math.max(ref, 1)).toFixed(2)}x of it`,
+      `${(s / Math.max(ref, 1)).toFixed(2)}x of it (at the bridge's default limits: ` +
+      `${2 * pairs} sources, each under the per-source handshake limit)`,
   );
   for (
     const [name, runs] of [[`${2 * pairs} keys`, small], [
@@ -275,6 +293,10 @@ async function sessions(plan: Plan): Promise<void> {
     `4/5 sessions: forwarding ${size} B over ${pairs} vs ${total} sessions, RSS per session`,
   );
   const fewKeys = randomKeys(2 * pairs), bigKeys = randomKeys(2 * pairs);
+  // At the default per-source handshake limit (burst 5, then 20/s) a pair that makes its
+  // sessions one after another gets about 5 a second (a burst, one refused, a 1 s retry):
+  // 1000 sessions per pair take over three minutes.
+  const setUpS = Math.max(25, Math.ceil(perPair / 4));
   const repeat = plan.quick ? 1 : plan.rounds;
   const args = (port: number, sessionsPerPair: number) =>
     loadArgs(port, {
@@ -285,7 +307,7 @@ async function sessions(plan: Plan): Promise<void> {
         "--sessions-per-pair",
         String(sessionsPerPair),
         "--hs-timeout",
-        plan.quick ? "20" : "60",
+        String(setUpS - 5),
       ],
     });
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -305,7 +327,7 @@ async function sessions(plan: Plan): Promise<void> {
     // table starts at start + k * period, of the big one half a period later, so that each
     // pair of phases sees the same machine load.
     const period = 2 * (plan.seconds + 1.5) * 1000;
-    const setUp = plan.quick ? 15_000 : 45_000;
+    const setUp = setUpS * 1000;
     const start = Date.now() + setUp;
     const turns = (offset: number) => [
       "--repeat",
@@ -463,34 +485,112 @@ async function latency(plan: Plan): Promise<void> {
   });
 }
 
-// ---- the portable datapath, for the --allow-ffi trade-off ------------------------------------
+// ---- the sandboxed mode, for the --allow-ffi trade-off ----------------------------------------
 
-async function portable(plan: Plan): Promise<void> {
+async function sandboxed(plan: Plan): Promise<void> {
   const pairs = 100, size = 64;
-  progress(`datapath deno (no --allow-ffi): fwd ${size} B, ${pairs} sessions`);
-  const keys = randomKeys(4 * pairs);
+  const rounds = plan.quick ? 1 : plan.rounds;
+  progress(
+    `sandboxed mode (deno task start:sandboxed) vs default (deno task start): fwd ${size} B, ` +
+      `${pairs} sessions, ${rounds} round(s) of ${plan.seconds} s`,
+  );
+  const keys = randomKeys(2 * pairs * 3 * rounds);
   const reference = await startReference();
-  const bridge = await startBridge({ keys, ...plan, datapath: "deno" });
-  let ref: Record<string, unknown>, deno: Record<string, unknown>;
+  const fast = await startBridge({ keys, ...plan });
+  const slow = await startBridge({ keys, ...plan, mode: "sandboxed" });
+  const pps: Record<string, number[]> = { reference: [], default: [], sandboxed: [] };
   try {
-    const args = (port: number) => loadArgs(port, { pairs, size, seconds: plan.seconds });
-    ref = await loadgen(args(reference.port), keys.slice(0, 2 * pairs), plan.dir, 60_000);
-    deno = await loadgen(args(bridge.port), keys.slice(2 * pairs), plan.dir, 60_000);
+    const ports: Record<string, number> = {
+      reference: reference.port,
+      default: fast.port,
+      sandboxed: slow.port,
+    };
+    // One unrecorded second through each first: a fresh process runs slower code at first.
+    for (const port of Object.values(ports)) {
+      const warm = loadArgs(port, { pairs: 1, size, seconds: 1 });
+      await loadgen(warm, randomKeys(2), plan.dir, 60_000);
+    }
+    let k = 0;
+    for (let r = 0; r < rounds; r++) {
+      const order = ["reference", "default", "sandboxed"];
+      if (r % 2) order.reverse();
+      for (const which of order) {
+        const roundKeys = keys.slice(2 * pairs * k, 2 * pairs * ++k);
+        const args = loadArgs(ports[which], { pairs, size, seconds: plan.seconds });
+        pps[which].push(num((await loadgen(args, roundKeys, plan.dir, 60_000)).delivered_pps));
+      }
+    }
   } finally {
-    await reference.service.stop();
-    await bridge.service.stop();
+    await Promise.all([reference.service.stop(), fast.service.stop(), slow.service.stop()]);
   }
-  const b = num(deno.delivered_pps), r = num(ref.delivered_pps);
+  const ratio = pairedRatio(pps.sandboxed, pps.default);
   report({
-    target: `(info) fwd ${size} B, ${pairs} sessions, --datapath deno`,
+    target: `(info) fwd ${size} B, ${pairs} sessions, sandboxed mode vs default mode`,
     unit: "pkt/s",
-    bridge: b,
-    reference: r,
-    referenceName: "reference relay",
-    ratio: r > 0 ? b / r : 0,
+    bridge: median(pps.sandboxed),
+    reference: median(pps.default),
+    referenceName: "default mode",
+    ratio,
     goal: "none",
     met: true,
+    detail: { ...pps, sandboxedVsReferenceRelay: pairedRatio(pps.sandboxed, pps.reference) },
   });
+  console.log(
+    `       reference relay ${fmt(median(pps.reference))} pkt/s: default mode ` +
+      `${pairedRatio(pps.default, pps.reference).toFixed(2)}x, sandboxed ` +
+      `${pairedRatio(pps.sandboxed, pps.reference).toFixed(2)}x of it`,
+  );
+}
+
+// ---- 100 pairs behind one address (one NAT) vs each behind its own ---------------------------
+
+async function sharedAddress(plan: Plan): Promise<void> {
+  const pairs = 100, size = 64;
+  const rounds = plan.quick ? 1 : plan.rounds;
+  progress(
+    `shared address: fwd ${size} B, ${pairs} pairs all behind one address vs each behind ` +
+      `its own, ${rounds} round(s) of ${plan.seconds} s`,
+  );
+  const keys = randomKeys(2 * pairs * 2 * rounds);
+  const bridge = await startBridge({ keys, ...plan });
+  const runs: Record<Sources, Record<string, unknown>[]> = { shared: [], each: [] };
+  try {
+    let k = 0;
+    for (let r = 0; r < rounds; r++) {
+      const order: Sources[] = r % 2 ? ["each", "shared"] : ["shared", "each"];
+      for (const sources of order) {
+        const roundKeys = keys.slice(2 * pairs * k, 2 * pairs * ++k);
+        const args = loadArgs(bridge.port, { pairs, size, seconds: plan.seconds });
+        runs[sources].push(await loadgen(args, roundKeys, plan.dir, 60_000, sources));
+      }
+    }
+  } finally {
+    await bridge.service.stop();
+  }
+  const pps = (x: Record<string, unknown>[]) => x.map((y) => num(y.delivered_pps));
+  const done = (x: Record<string, unknown>[]) =>
+    x.map((y) => num((y.handshakes as Record<string, unknown>).completed));
+  const shared = median(done(runs.shared)), each = median(done(runs.each));
+  report({
+    target: `(info) fwd ${size} B, ${pairs} pairs behind one address vs each behind its own`,
+    unit: "pkt/s",
+    bridge: median(pps(runs.shared)),
+    reference: median(pps(runs.each)),
+    referenceName: "pairs on distinct addresses",
+    ratio: pairedRatio(pps(runs.shared), pps(runs.each)),
+    goal: "none",
+    met: true,
+    detail: {
+      handshakesCompletedShared: done(runs.shared),
+      handshakesCompletedEach: done(runs.each),
+      sharedRounds: pps(runs.shared),
+      eachRounds: pps(runs.each),
+    },
+  });
+  console.log(
+    `       handshakes completed (of ${pairs}, 5 retries 1 s apart): one address ${shared}, ` +
+      `distinct addresses ${each}`,
+  );
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -526,19 +626,25 @@ async function machine(): Promise<string> {
     `deno ${Deno.version.deno}`;
 }
 
+/** The steps of the full run, and of --quick (which CI runs: no C build, no namespaces). */
+const FULL = "fwd,keys,sessions,latency,sandboxed,nat,tunnel,cross";
+const QUICK = "fwd,keys,sessions,latency,sandboxed,nat";
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     args: Deno.args,
     options: {
       quick: { type: "boolean", default: false },
+      "cross-check": { type: "boolean", default: false },
       rounds: { type: "string" },
       seconds: { type: "string" },
-      datapath: { type: "string", default: "linux" },
-      "log-level": { type: "string", default: "warn" },
+      datapath: { type: "string" },
+      "log-level": { type: "string" },
       "v8-flags": { type: "string" },
       reference: { type: "string" },
       json: { type: "string" },
       only: { type: "string" },
+      wgbench: { type: "string", default: new URL("../shared/wgbench", ROOT).pathname },
     },
   });
   const quick = values.quick;
@@ -551,20 +657,21 @@ async function main(): Promise<void> {
     logLevel: values["log-level"],
     v8Flags: values["v8-flags"],
     only: new Set(
-      (values.only ??
-        (quick ? "fwd,keys,sessions,latency" : "fwd,keys,sessions,latency,deno,tunnel"))
-        .split(","),
+      (values.only ?? (values["cross-check"] ? "cross" : quick ? QUICK : FULL)).split(","),
     ),
     dir,
+    wgbench: values.wgbench,
   };
   const started = performance.now();
   if (values.reference) useReferenceCommand(values.reference);
   const about = await machine();
+  // The bridge's command line, as every step starts it (each with its own config file).
+  const command = bridgeArgv({ ...plan, config: "CONFIG.json" }, []).join(" ");
   console.log(`wg-bridge bench${quick ? " (quick)" : ""}: ${new Date().toISOString()}, ${about}`);
   console.log(
-    `bridge: --datapath ${plan.datapath}, --log-level ${plan.logLevel}` +
-      (plan.v8Flags ? `, --v8-flags=${plan.v8Flags}` : "") + "; " +
-      `every process shares the same cores, figures are medians of alternating rounds`,
+    `bridge: ${command}\n  (deno task start's permissions and the bridge's default limits, ` +
+      `log level and datapath unless named here; every process shares the same cores, figures ` +
+      `are medians of alternating rounds)`,
   );
   console.log(`reference relay: ${referenceName()}`);
   freePort(); // Fails early without --allow-net.
@@ -586,11 +693,16 @@ async function main(): Promise<void> {
     if (plan.only.has("keys")) await handshakes(plan);
     if (plan.only.has("sessions")) await sessions(plan);
     if (plan.only.has("latency")) await latency(plan);
-    if (plan.only.has("deno")) await portable(plan);
+    if (plan.only.has("sandboxed")) await sandboxed(plan);
+    if (plan.only.has("nat")) await sharedAddress(plan);
     if (plan.only.has("tunnel")) {
-      const tunnel = await tunnelBench(plan.quick, plan.datapath);
+      const tunnel = await tunnelBench(plan);
       if (typeof tunnel === "string") console.log(`- 2 tunnel: skipped (${tunnel})`);
       else report(tunnel);
+    }
+    if (plan.only.has("cross")) {
+      const skipped = await crossCheck(plan, report);
+      if (skipped) console.log(`- cross-check: skipped (${skipped})`);
     }
   } finally {
     await stopAll();
@@ -599,9 +711,21 @@ async function main(): Promise<void> {
   console.log(`\n${table()}\n`);
   console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s; ${about})`);
   if (values.json) {
+    const unique = [...new Set(bridgeCommands.map((argv) => argv.join(" ")))];
     await Deno.writeTextFile(
       values.json,
-      JSON.stringify({ date: new Date().toISOString(), machine: about, plan, rows }, null, 2),
+      JSON.stringify(
+        {
+          date: new Date().toISOString(),
+          machine: about,
+          plan: { ...plan, only: [...plan.only] },
+          bridgeCommand: command,
+          bridgeCommands: unique,
+          rows,
+        },
+        null,
+        2,
+      ),
     );
   }
 }

@@ -22,7 +22,7 @@ import {
   type WgNode,
   withLab,
 } from "../tests/support/netns.ts";
-import { referenceArgv } from "./procs.ts";
+import { bridgeArgv, bridgeCommands, referenceArgv } from "./procs.ts";
 import type { Row } from "./run.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -45,8 +45,10 @@ async function connect(a: WgNode, b: WgNode, endpointOfB: string, endpointOfA: s
 }
 
 /** Runs the tunnel benchmark; returns its row, or why it was skipped. */
-export async function tunnelBench(quick: boolean, datapath: string): Promise<Row | string> {
-  if (quick) return "not in --quick";
+export async function tunnelBench(
+  plan: { quick: boolean; datapath?: string; logLevel?: string },
+): Promise<Row | string> {
+  if (plan.quick) return "not in --quick";
   const why = await canRunE2E();
   if (why) return why;
   console.log("- 2 tunnel: iperf3 TCP through wireguard-go peers (direct, reference, bridge)");
@@ -67,23 +69,13 @@ export async function tunnelBench(quick: boolean, datapath: string): Promise<Row
     await lab.router(br);
     const a = await lab.wireguard(pa, "a", "10.99.0.1");
     const b = await lab.wireguard(pb, "b", "10.99.0.2");
-    lab.spawn(br, "bridge", [
-      Deno.execPath(),
-      "run",
-      "--allow-net",
-      "--allow-ffi",
-      new URL("main.ts", ROOT).pathname,
-      "-p",
-      String(BRIDGE_PORT),
-      "--listen",
-      "0.0.0.0",
-      "--log-level",
-      "warn",
-      "--datapath",
-      datapath,
-      "-k",
-      `${a.publicKey},${b.publicKey}`,
-    ], ROOT);
+    // As `deno task start` runs it: that task's permissions, the default datapath and limits.
+    const bridgeCommand = bridgeArgv(
+      { datapath: plan.datapath, logLevel: plan.logLevel },
+      ["-p", String(BRIDGE_PORT), "--listen", "0.0.0.0", "-k", `${a.publicKey},${b.publicKey}`],
+    );
+    bridgeCommands.push(bridgeCommand);
+    lab.spawn(br, "bridge", bridgeCommand, ROOT);
     lab.spawn(br, "reference", referenceArgv(REFERENCE_PORT, "0.0.0.0"), ROOT);
     await until(
       "the relays to bind",

@@ -1,11 +1,16 @@
 /**
  * Chooses and binds the datapath named by `--datapath`.
  *
- * `auto` takes the Linux datapath (io/udp_linux.ts) when this is 64-bit Linux and the process
- * was granted `--allow-ffi`, and the portable one (io/udp_deno.ts) otherwise. Granting FFI is a
- * real trade: it lets the process load and call any native code, so a compromise of the bridge
- * is no longer contained by Deno's permissions; in return the bridge forwards several times
- * more packets per second. Without `--allow-ffi` nothing is asked and nothing changes.
+ * `auto` (the default) takes the Linux datapath (io/udp_linux.ts) when this is 64-bit Linux,
+ * the process was granted `--allow-ffi` (the shipped tasks, binary, image and unit grant it)
+ * and libc loads; otherwise the portable one (io/udp_deno.ts). Granting FFI is a real trade:
+ * native code runs outside Deno's permission checks, so a compromise of the bridge is no
+ * longer contained by them; in return the bridge forwards several times more packets per
+ * second (BENCHMARKS.md). The grant cannot be narrowed to libc: Deno 2.9 accepts
+ * `--allow-ffi=/path/libc.so.6` for `dlopen`, but refuses the pointer operations the datapath
+ * needs (`UnsafePointer.of`, `UnsafePointerView`) unless FFI is granted without a path
+ * (denoland/deno#15511). Started without FFI (the sandboxed tasks), nothing is asked and the
+ * start-up line says what that costs.
  *
  * @module
  */
@@ -18,6 +23,33 @@ import { bindDenoUdp } from "./udp_deno.ts";
 import { bindLinuxUdp } from "./udp_linux.ts";
 
 /**
+ * What the portable datapath costs where the Linux one could run: its packet rate against the
+ * Linux datapath's in the same run (BENCHMARKS.md, 2026-11-30: 0.19x at 64 B over 100 sessions
+ * with the project's load generator, 0.31-0.34x at one pair with the C wgload).
+ */
+export const PORTABLE_COST = "about 0.2-0.3x the Linux datapath's packet rate";
+
+/** A bound datapath and the words the start-up line uses for it. */
+export interface BoundDatapath {
+  /** The running sockets. */
+  datapath: Datapath;
+  /** Which datapath, and for the portable one why and what it costs, e.g. `datapath: linux`. */
+  description: string;
+}
+
+/** Why the portable datapath runs, for the start-up line. */
+function portableReason(choice: DatapathChoice, linuxUnavailable: string): string {
+  if (choice === "deno") return `portable, chosen by --datapath deno; ${PORTABLE_COST}`;
+  if (linuxUnavailable === "needs --allow-ffi") {
+    return `portable, sandboxed: no --allow-ffi; ${PORTABLE_COST}`;
+  }
+  if (linuxUnavailable.startsWith("needs")) {
+    return `portable; the linux datapath ${linuxUnavailable}`;
+  }
+  return `portable; the linux datapath ${linuxUnavailable}; ${PORTABLE_COST}`;
+}
+
+/**
  * Binds the chosen datapath. Throws {@link BindError} when the sockets cannot be bound, or when
  * `linux` was asked for and cannot be had (with the reason: not Linux, no `--allow-ffi`, ...).
  */
@@ -26,20 +58,17 @@ export function bindDatapath(
   addresses: BindAddress[],
   port: number,
   logger: Logger,
-): Datapath {
-  let why = "";
-  if (choice !== "deno") {
-    const libc = openLibc();
-    if (typeof libc !== "string") {
-      const datapath = bindLinuxUdp(libc, addresses, port, logger);
-      logger.log("info", "datapath: linux (recvmmsg/sendmmsg through libc)");
-      return datapath;
-    }
-    if (choice === "linux") throw new BindError(`--datapath linux: ${libc}`);
-    why = `; the linux datapath ${libc}`;
+): BoundDatapath {
+  const libc = choice === "deno" ? "not asked for" : openLibc();
+  if (typeof libc !== "string") {
+    return {
+      datapath: bindLinuxUdp(libc, addresses, port, logger),
+      description: `datapath: linux (recvmmsg/sendmmsg through ${libc.path})`,
+    };
   }
-  // Logged only once bound, so a bind error stays the one line the admin sees.
-  const datapath = bindDenoUdp(addresses, port, logger);
-  logger.log("info", `datapath: deno (portable${why})`);
-  return datapath;
+  if (choice === "linux") throw new BindError(`--datapath linux: ${libc}`);
+  return {
+    datapath: bindDenoUdp(addresses, port, logger),
+    description: `datapath: deno (${portableReason(choice, libc)})`,
+  };
 }

@@ -2,17 +2,21 @@
  * The deployment files, checked for what can be checked without a Docker engine or a network
  * to dl.deno.land: the Dockerfile builds with the Deno the tests run on and the compile task,
  * copies every file main.ts imports, and runs the binary as non-root on distroless with
- * 51820/udp exposed; the compose example and the image agree on paths and ports; and every
- * command line in them is one the bridge accepts.
+ * 51820/udp exposed; the compose example and the image agree on paths and ports; every
+ * command line in them is one the bridge accepts; and the image's compile task (and the
+ * sandboxed one its comment offers) start the datapath they should, read from the start-up
+ * line of main.ts run with that task's permissions.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../lib/cli.ts";
+import { startupLine, taskFlags } from "./support/startup_line.ts";
 
 const ROOT = new URL("../", import.meta.url);
 const read = (path: string) => Deno.readTextFile(new URL(path, ROOT));
+const opts = { sanitizeOps: false, sanitizeResources: false };
 
 /** Dockerfile instructions (continuations joined, comments dropped) as [keyword, rest]. */
 function instructions(text: string): [string, string][] {
@@ -32,9 +36,10 @@ Deno.test("the Dockerfile builds with the official Deno image and runs on distro
   assert.match(froms[1], /^gcr\.io\/distroless\/cc-debian12(:nonroot)?$/);
   const runStage = steps.slice(steps.findIndex(([k, v]) => k === "FROM" && v === froms[1]));
   const buildStage = steps.slice(0, steps.length - runStage.length);
+  assert.equal(await imageCompileTask(), "compile", "the compile task, with its permissions");
   assert.ok(
-    buildStage.some(([k, v]) => k === "RUN" && v.includes("deno task compile")),
-    "the image is built by the compile task, with its permissions",
+    buildStage.some(([k, v]) => k === "RUN" && v.includes('deno task "$COMPILE_TASK"')),
+    "the image is built by the task named in COMPILE_TASK",
   );
   assert.deepEqual(runStage.filter(([k]) => k === "USER").map(([, v]) => v), ["nonroot"]);
   assert.ok(runStage.some(([k, v]) => k === "EXPOSE" && v.split(/\s+/).includes("51820/udp")));
@@ -47,6 +52,33 @@ Deno.test("the Dockerfile builds with the official Deno image and runs on distro
   assert.ok(cli.ok && cli.command === "run" && cli.configPath === "/etc/wg-bridge/config.json");
   assert.ok(!runStage.some(([k]) => k === "RUN"), "distroless has no shell to RUN anything");
 });
+
+/** The deno.json task the Dockerfile compiles with by default (its `ARG COMPILE_TASK=`). */
+async function imageCompileTask(): Promise<string> {
+  const steps = instructions(await read("Dockerfile"));
+  const arg = steps.find(([k, v]) => k === "ARG" && v.startsWith("COMPILE_TASK="));
+  assert.ok(arg, "ARG COMPILE_TASK=...");
+  return arg[1].slice("COMPILE_TASK=".length);
+}
+
+Deno.test(
+  "the image's binary runs the Linux datapath; the documented sandboxed build does not",
+  opts,
+  async () => {
+    const text = await read("Dockerfile");
+    const task = await imageCompileTask();
+    assert.match(
+      await startupLine(await taskFlags(task)),
+      /datapath: linux \(/,
+    );
+    const sandboxed = /--build-arg COMPILE_TASK=(\S+)/.exec(text);
+    assert.ok(sandboxed, "the Dockerfile shows how to build the sandboxed image");
+    assert.match(
+      await startupLine(await taskFlags(sandboxed[1])),
+      /datapath: deno \(portable, sandboxed: no --allow-ffi; about [\d.-]+x/,
+    );
+  },
+);
 
 Deno.test("the build context holds every file main.ts imports", async () => {
   const steps = instructions(await read("Dockerfile"));

@@ -2,9 +2,10 @@
  * `deno task compile` bakes permissions into the binary, and compiling cannot run here (the
  * Deno runtime it embeds is downloaded from dl.deno.land). So this test reads the flags of the
  * compile task and runs main.ts with `deno run` and exactly those flags (and `--no-prompt`):
- * start-up with a config file, relaying, /metrics (with process memory), /status, a SIGHUP
- * reload, `check`, `status` and a clean exit. It runs once more with reads narrowed to the
- * config file alone, which shows that file is all the bridge ever reads.
+ * start-up with a config file on the Linux datapath, relaying, /metrics (with process memory),
+ * /status, a SIGHUP reload, `check`, `status` and a clean exit. It runs once more with reads
+ * narrowed to the config file alone, which shows that file is all the bridge ever reads. Every
+ * run and compile task is started once more to read which datapath its start-up line names.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import {
   handshakeThroughBridge,
   SimPeer,
 } from "./support/bridge_process.ts";
+import { startupLine, taskFlags } from "./support/startup_line.ts";
 import { randomKey, transport } from "./support/wire.ts";
 
 const ROOT = new URL("../", import.meta.url);
@@ -23,16 +25,57 @@ const MAIN = new URL("main.ts", ROOT).pathname;
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
 /** The permission and unstable flags of the compile task, in order. */
-async function compileFlags(): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
-  const task: string = config.tasks.compile;
-  assert.match(task, /^deno compile /);
-  return task.split(/\s+/).filter((f) => /^--(allow|deny|unstable)-|^-A$|^--allow-all$/.test(f));
+const compileFlags = () => taskFlags("compile");
+
+/** The start-up line's words for each datapath `auto` may choose. */
+const LINUX = /datapath: linux \(recvmmsg\/sendmmsg through libc/;
+const SANDBOXED =
+  /datapath: deno \(portable, sandboxed: no --allow-ffi; about [\d.-]+x the Linux datapath's packet rate\)/;
+
+Deno.test("the compile task grants network, reading and FFI, nothing else", async () => {
+  assert.deepEqual(await compileFlags(), [
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read",
+    "--allow-ffi",
+  ]);
+});
+
+Deno.test("the sandboxed tasks are the default ones without FFI", async () => {
+  const withoutFfi = (flags: string[]) => flags.filter((f) => f !== "--allow-ffi");
+  assert.deepEqual(await taskFlags("compile:sandboxed"), withoutFfi(await compileFlags()));
+  assert.deepEqual(await taskFlags("start:sandboxed"), withoutFfi(await taskFlags("start")));
+  assert.ok((await taskFlags("start")).includes("--allow-ffi"));
+});
+
+for (
+  const [task, datapath] of [
+    ["start", LINUX],
+    ["start:sandboxed", SANDBOXED],
+    ["compile", LINUX],
+    ["compile:sandboxed", SANDBOXED],
+  ] as const
+) {
+  Deno.test(
+    `deno task ${task}'s permissions start the bridge on ${
+      datapath === LINUX ? "the Linux" : "the portable"
+    } datapath`,
+    opts,
+    async () => {
+      const line = await startupLine(await taskFlags(task));
+      assert.match(line, datapath);
+    },
+  );
 }
 
-Deno.test("the compile task grants network and reading, nothing else", async () => {
-  assert.deepEqual(await compileFlags(), ["--unstable-net", "--allow-net", "--allow-read"]);
-});
+Deno.test(
+  "--datapath deno with FFI granted says it was chosen and what it costs",
+  opts,
+  async () => {
+    const line = await startupLine(await compileFlags(), ["--datapath", "deno"]);
+    assert.match(line, /datapath: deno \(portable, chosen by --datapath deno; about [\d.-]+x/);
+  },
+);
 
 function freeTcpPort(): number {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -96,6 +139,7 @@ async function scenario(narrowRead: boolean) {
   const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
   try {
     await waitFor(/listening on/);
+    assert.match(log, LINUX, "the compiled binary runs the Linux datapath");
     const session = await handshakeThroughBridge(a, b, kA, kB, 0x10);
     const packet = transport(session.aIndex, 0, 64);
     await b.send(packet);

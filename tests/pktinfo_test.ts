@@ -23,6 +23,7 @@ import {
 import { AF_INET, AF_INET6, parseIPv4, parseIPv6, SendAddresses } from "../io/sockaddr.ts";
 import { EndpointTable } from "../lib/endpoints.ts";
 import {
+  asDelivered,
   BridgeProcess,
   exchangeTransport,
   freePort,
@@ -284,12 +285,13 @@ for (const [binding, listen] of [["the default binding", []], ["a dual-stack [::
       const a = new SimPeer("127.0.0.1", "127.0.0.2", port);
       const b = new SimPeer("127.0.0.1", "127.0.0.3", port);
       try {
-        const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
-        await exchangeTransport(a, b, aIndex, bIndex, [0, 1404]);
+        const session = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
+        const { aIndex, bIndex, aOwn, bOwn } = session;
+        await exchangeTransport(a, b, session, [0, 1404]);
         // A burst leaves as one UDP GSO send: the local address must ride along with it.
         const burst = Array.from({ length: 40 }, (_, i) => transport(aIndex, 10 + i, 1404));
         await Promise.all(burst.map((p) => b.send(p)));
-        for (const p of burst) assert.deepEqual(await a.next(4), p);
+        for (const p of burst) assert.deepEqual(await a.next(4), asDelivered(p, aOwn));
         assert.deepEqual([...a.senders], [`127.0.0.2:${port}`], "A hears only from 127.0.0.2");
         assert.deepEqual([...b.senders], [`127.0.0.3:${port}`], "B hears only from 127.0.0.3");
 
@@ -298,10 +300,10 @@ for (const [binding, listen] of [["the default binding", []], ["a dual-stack [::
         a.senders.clear();
         const toB = transport(bIndex, 100, 64);
         await a.conn.send(toB, { transport: "udp", hostname: "127.0.0.4", port });
-        assert.deepEqual(await b.next(4), toB, "B got A's datagram sent to 127.0.0.4");
+        assert.deepEqual(await b.next(4), asDelivered(toB, bOwn), "B got A's datagram sent to .4");
         const toA = transport(aIndex, 100, 64);
         await b.send(toA);
-        assert.deepEqual(await a.next(4), toA);
+        assert.deepEqual(await a.next(4), asDelivered(toA, aOwn));
         assert.deepEqual([...a.senders], [`127.0.0.4:${port}`], "A hears from 127.0.0.4");
         assert.deepEqual([...b.senders], [`127.0.0.3:${port}`], "B still from 127.0.0.3");
 
@@ -313,7 +315,7 @@ for (const [binding, listen] of [["the default binding", []], ["a dual-stack [::
         // Same socket, so the bridge reads it before B's next datagram.
         const again = transport(aIndex, 101, 64);
         await b.send(again);
-        assert.deepEqual(await a.next(4), again);
+        assert.deepEqual(await a.next(4), asDelivered(again, aOwn));
         assert.deepEqual([...a.senders], [`127.0.0.4:${port}`], "A still hears from 127.0.0.4");
       } catch (e) {
         console.error(bridge.log);

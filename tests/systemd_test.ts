@@ -1,6 +1,8 @@
 /**
  * wg-bridge.service: `systemd-analyze verify` accepts it without a single warning, `systemd-analyze
- * security` rates its exposure low, and it has the hardening the issue asks for. Skipped, with a
+ * security` rates its exposure low, it has the hardening the issue asks for, its binary (the
+ * compile task's permissions, run with `deno run`) starts the Linux datapath, and its system
+ * call filter allows every call that datapath makes. Skipped, with a
  * message, where systemd-analyze is missing (Debian package `systemd`; CI installs it).
  *
  * `verify` insists that ExecStart's binary exists, and the compiled binary cannot be built here,
@@ -12,6 +14,7 @@
 
 import assert from "node:assert/strict";
 import { parseCommandLine } from "../lib/cli.ts";
+import { startupLine, taskFlags } from "./support/startup_line.ts";
 
 const UNIT = new URL("../wg-bridge.service", import.meta.url);
 const BINARY = "/usr/local/bin/wg-bridge";
@@ -66,6 +69,51 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
     assert.ok(cli.ok, `${line}: ${cli.ok ? "" : cli.error}`);
     assert.equal(cli.command === "run" || cli.command === "check", true, line);
   }
+});
+
+Deno.test("the unit's binary, with the compile task's permissions, runs the Linux datapath", {
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const lines = directives(await Deno.readTextFile(UNIT));
+  const start = lines.find((l) => l.startsWith(`ExecStart=${BINARY} `));
+  assert.ok(start);
+  // The unit's own arguments, less the config file that does not exist here.
+  const args = start.split(/\s+/).slice(1);
+  const at = args.indexOf("--config");
+  if (at >= 0) args.splice(at, 2);
+  const line = await startupLine(await taskFlags("compile"), args);
+  assert.match(line, /datapath: linux \(/);
+});
+
+/** The system calls in a systemd set such as `@system-service`, nested sets expanded. */
+async function syscallSet(name: string, seen = new Set<string>()): Promise<Set<string>> {
+  const out = await analyze(["syscall-filter", name]);
+  assert.equal(out.code, 0, out.stderr);
+  const calls = new Set<string>();
+  for (const entry of out.stdout.split("\n").slice(1).map((l) => l.trim())) {
+    if (entry === "" || entry.startsWith("#")) continue;
+    if (!entry.startsWith("@")) calls.add(entry);
+    else if (!seen.has(entry)) {
+      seen.add(entry);
+      for (const call of await syscallSet(entry, seen)) calls.add(call);
+    }
+  }
+  return calls;
+}
+
+Deno.test({
+  name: "the unit's system call filter allows every call the Linux datapath makes",
+  ignore: !available,
+  fn: async () => {
+    const lines = directives(await Deno.readTextFile(UNIT));
+    const filters = lines.filter((l) => l.startsWith("SystemCallFilter="));
+    assert.deepEqual(filters, ["SystemCallFilter=@system-service"]);
+    const allowed = await syscallSet("@system-service");
+    const datapath = ["socket", "bind", "setsockopt", "getsockopt", "getsockname"];
+    datapath.push("recvmmsg", "sendmmsg", "poll", "close");
+    for (const call of datapath) assert.ok(allowed.has(call), `${call} is filtered out`);
+  },
 });
 
 Deno.test({

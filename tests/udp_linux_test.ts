@@ -153,7 +153,8 @@ Deno.test("--datapath linux without --allow-ffi says why; auto falls back", opts
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /--datapath linux: needs --allow-ffi/);
   const port = freePort();
-  const bridge = await BridgeProcess.start(port, keys);
+  // BridgeProcess grants what `deno task start` grants, FFI included; deny it here.
+  const bridge = await BridgeProcess.start(port, keys, ["--deny-ffi"]);
   try {
     assert.match(bridge.log, /datapath: deno/);
   } finally {

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { START_FLAGS } from "./task_flags.ts";
 import { initiation, openCookieReply, readU32, response, transport } from "./wire.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -33,10 +34,13 @@ export class BridgeProcess {
     return this.#stderr;
   }
 
-  /** Starts `main.ts` with `args` on `port` and waits for its "listening" line. */
+  /**
+   * Starts `main.ts` with `deno task start`'s permissions (the default datapath), `args` on
+   * `port`, and waits for its "listening" line.
+   */
   static async start(port: number, args: string[], extraPermissions: string[] = []) {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", ...extraPermissions, MAIN, "-p", String(port), ...args],
+      args: ["run", ...START_FLAGS, ...extraPermissions, MAIN, "-p", String(port), ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

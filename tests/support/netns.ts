@@ -14,6 +14,8 @@
  * @module
  */
 
+import { START_FLAGS } from "./task_flags.ts";
+
 const NS_PREFIX = "wgbe2e-";
 const REPO_ROOT = new URL("../../", import.meta.url);
 const MAIN_TS = new URL("main.ts", REPO_ROOT);
@@ -423,9 +425,9 @@ export class Lab {
    */
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
     await cacheBridgeDeps();
-    const argv = [Deno.execPath(), "run", "--allow-net"];
-    if (opts.datapath === "linux") argv.push("--allow-ffi");
-    argv.push(MAIN_TS.pathname, "-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
+    // As `deno task start` runs it: the default (Linux) datapath, unless a test names one.
+    const argv = [Deno.execPath(), "run", ...START_FLAGS, MAIN_TS.pathname];
+    argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
     if (opts.datapath) argv.push("--datapath", opts.datapath);
     for (const group of opts.groups) argv.push("-k", group.join(","));
     for (const addr of opts.listen ?? []) argv.push("--listen", addr);
