@@ -35,7 +35,13 @@ import { MAX_DATAGRAM_SIZE } from "../lib/constants.ts";
 import type { Endpoint } from "../lib/endpoints.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Relay } from "../lib/relay.ts";
-import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
+import {
+  type BindAddress,
+  BindError,
+  type Datapath,
+  type SocketNames,
+  socketNames,
+} from "./datapath.ts";
 import {
   EADDRINUSE,
   EADDRNOTAVAIL,
@@ -359,6 +365,7 @@ export function bindLinuxUdp(
 
 class LinuxUdpDatapath implements Datapath {
   readonly labels: string[];
+  readonly sockets: SocketNames;
   readonly #libc: Libc;
   readonly #sockets: LinuxSocket[];
   readonly #names = new AddressNames();
@@ -376,6 +383,7 @@ class LinuxUdpDatapath implements Datapath {
     this.#libc = libc;
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
+    this.sockets = socketNames(sockets, (s) => s.family === AF_INET6 ? 6 : 4);
     this.#pollfds = new Uint8Array(8 * sockets.length);
     this.#pollCount = BigInt(sockets.length);
     const view = new DataView(this.#pollfds.buffer);

@@ -112,6 +112,57 @@ export interface IndexTableLimits {
   maxSessions: number;
 }
 
+/**
+ * Live sessions copied out of the table, column by column (two entries per session in the side
+ * columns: initiator at `2 * i`, responder at `2 * i + 1`), for the state file. Copying typed
+ * columns is fast enough to do at once, so a snapshot sees one consistent moment and the slow
+ * part (encoding, hashing, writing) can run in small steps afterwards.
+ */
+export interface SessionColumns {
+  /** Number of sessions. */
+  count: number;
+  /** Each side's own index. */
+  index: Uint32Array;
+  /** Each side's address. */
+  endpoint: Endpoint[];
+  /** Each side's configured key. */
+  key: PeerKey[];
+  /** High 32 bits of the highest counter seen from each side. */
+  counterHigh: Uint32Array;
+  /** Low 32 bits of it. */
+  counterLow: Uint32Array;
+  /** Packets from each side. */
+  packets: Uint32Array;
+  /** Bytes from each side. */
+  bytes: Float64Array;
+  /** When each side last sent (ms). */
+  lastSeen: Float64Array;
+  /** When each session was linked (ms). */
+  createdAt: Float64Array;
+  /** When each session is removed (ms). */
+  expiresAt: Float64Array;
+  /** 1 for a confirmed session, 0 for one awaiting its initiator's first packet. */
+  confirmed: Uint8Array;
+}
+
+/** Empty {@link SessionColumns} with room for `count` sessions. */
+export function sessionColumns(count: number): SessionColumns {
+  return {
+    count,
+    index: new Uint32Array(2 * count),
+    endpoint: new Array(2 * count),
+    key: new Array(2 * count),
+    counterHigh: new Uint32Array(2 * count),
+    counterLow: new Uint32Array(2 * count),
+    packets: new Uint32Array(2 * count),
+    bytes: new Float64Array(2 * count),
+    lastSeen: new Float64Array(2 * count),
+    createdAt: new Float64Array(count),
+    expiresAt: new Float64Array(count),
+    confirmed: new Uint8Array(count),
+  };
+}
+
 const NONE = -1;
 const FREE = 0, UNCONFIRMED = 1, CONFIRMED = 2;
 /**
@@ -841,5 +892,71 @@ export class IndexTable {
     }
     for (const p of [...this.#pending.values()]) this.#dropPending(p);
     return removed;
+  }
+
+  /** Copies every live session out, confirmed first, each list oldest first (for snapshots). */
+  exportSessions(): SessionColumns {
+    const c = this.#columns;
+    const out = sessionColumns(this.#confirmedCount + this.#unconfirmedCount);
+    let i = 0;
+    for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
+      for (let slot = head; slot !== NONE; slot = c.next[slot], i++) {
+        for (let s = 0; s < 2; s++) {
+          const from = 2 * slot + s, to = 2 * i + s;
+          out.index[to] = c.index[from];
+          out.endpoint[to] = c.endpoint[from]!;
+          out.key[to] = c.key[from]!;
+          out.counterHigh[to] = c.counterHigh[from];
+          out.counterLow[to] = c.counterLow[from];
+          out.packets[to] = c.packets[from];
+          out.bytes[to] = c.bytes[from];
+          out.lastSeen[to] = c.lastSeen[from];
+        }
+        out.createdAt[i] = c.createdAt[slot];
+        out.expiresAt[i] = c.expiresAt[slot];
+        out.confirmed[i] = c.state[slot] === CONFIRMED ? 1 : 0;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Adds session `i` of `from` as it was (restoring a snapshot). Refused (false) when one of
+   * its indices is taken or its list is full. Confirmed sessions must come in expiry order:
+   * expire() relies on the confirmed list being ordered by it.
+   */
+  importSession(from: SessionColumns, i: number): boolean {
+    const a = from.index[2 * i], b = from.index[2 * i + 1];
+    if (a === b || this.inUse(a) || this.inUse(b)) return false;
+    const confirmed = from.confirmed[i] === 1;
+    if (
+      confirmed
+        ? this.#confirmedCount >= this.limits.maxSessions
+        : this.#unconfirmedCount >= this.limits.maxPending
+    ) {
+      return false;
+    }
+    const slot = this.#allocate();
+    if (slot === NONE) return false;
+    const c = this.#columns;
+    for (let s = 0; s < 2; s++) {
+      const to = 2 * slot + s, at = 2 * i + s;
+      c.index[to] = from.index[at];
+      c.endpoint[to] = from.endpoint[at];
+      c.key[to] = from.key[at];
+      c.counterHigh[to] = from.counterHigh[at];
+      c.counterLow[to] = from.counterLow[at];
+      c.packets[to] = from.packets[at];
+      c.bytes[to] = from.bytes[at];
+      c.lastSeen[to] = from.lastSeen[at];
+      keepEndpoint(from.endpoint[at], from.expiresAt[i]);
+    }
+    c.createdAt[slot] = from.createdAt[i];
+    c.expiresAt[slot] = from.expiresAt[i];
+    c.state[slot] = confirmed ? CONFIRMED : UNCONFIRMED;
+    this.#append(slot, confirmed);
+    this.#hashInsert(a, 2 * slot);
+    this.#hashInsert(b, 2 * slot + 1);
+    return true;
   }
 }
