@@ -178,6 +178,10 @@ export interface BridgeOptions {
   listen?: string[];
   /** `--log-level`, default `info`. */
   logLevel?: "debug" | "info" | "warn" | "error";
+  /** More flags, appended (e.g. `--state-file PATH`). */
+  args?: string[];
+  /** More Deno permissions (e.g. `--allow-write=DIR` for a state file). */
+  permissions?: string[];
 }
 
 /** A long-running child process whose output is kept (the last lines) for diagnostics. */
@@ -422,9 +426,11 @@ export class Lab {
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
     await cacheBridgeDeps();
     const argv = [Deno.execPath(), "run", "--allow-net", MAIN_TS.pathname];
+    argv.splice(argv.indexOf(MAIN_TS.pathname), 0, ...opts.permissions ?? []);
     argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
     for (const group of opts.groups) argv.push("-k", group.join(","));
     for (const addr of opts.listen ?? []) argv.push("--listen", addr);
+    argv.push(...opts.args ?? []);
     const proc = this.spawn(ns, "bridge", argv, REPO_ROOT);
     const want = Math.max(1, opts.listen?.length ?? 0);
     await until("the bridge to bind its port", 20_000, async () => {
