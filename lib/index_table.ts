@@ -114,13 +114,16 @@ export interface IndexTableLimits {
 
 /**
  * Live sessions copied out of the table, column by column (two entries per session in the side
- * columns: initiator at `2 * i`, responder at `2 * i + 1`), for the state file. Copying typed
+ * columns: initiator at `2 * s`, responder at `2 * s + 1`, where `s` is `order[i]` for session
+ * `i`, or `i` without an order), for the state file. Copying typed
  * columns is fast enough to do at once, so a snapshot sees one consistent moment and the slow
  * part (encoding, hashing, writing) can run in small steps afterwards.
  */
 export interface SessionColumns {
   /** Number of sessions. */
   count: number;
+  /** Where session `i` is in the columns below, when not at `i` (copies of the table). */
+  order?: Int32Array;
   /** Each side's own index. */
   index: Uint32Array;
   /** Each side's address. */
@@ -894,30 +897,38 @@ export class IndexTable {
     return removed;
   }
 
-  /** Copies every live session out, confirmed first, each list oldest first (for snapshots). */
+  /**
+   * Copies every live session out (for snapshots): the columns are copied whole (a memory copy,
+   * about 2 ms at 100,000 sessions) with `order` listing the live slots, confirmed first, each
+   * list oldest first. Session `i` of the copy is then in slot `order[i]`.
+   */
   exportSessions(): SessionColumns {
     const c = this.#columns;
-    const out = sessionColumns(this.#confirmedCount + this.#unconfirmedCount);
+    const sides = 2 * this.#used;
+    const order = new Int32Array(this.#confirmedCount + this.#unconfirmedCount);
     let i = 0;
     for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
-      for (let slot = head; slot !== NONE; slot = c.next[slot], i++) {
-        for (let s = 0; s < 2; s++) {
-          const from = 2 * slot + s, to = 2 * i + s;
-          out.index[to] = c.index[from];
-          out.endpoint[to] = c.endpoint[from]!;
-          out.key[to] = c.key[from]!;
-          out.counterHigh[to] = c.counterHigh[from];
-          out.counterLow[to] = c.counterLow[from];
-          out.packets[to] = c.packets[from];
-          out.bytes[to] = c.bytes[from];
-          out.lastSeen[to] = c.lastSeen[from];
-        }
-        out.createdAt[i] = c.createdAt[slot];
-        out.expiresAt[i] = c.expiresAt[slot];
-        out.confirmed[i] = c.state[slot] === CONFIRMED ? 1 : 0;
-      }
+      for (let slot = head; slot !== NONE; slot = c.next[slot]) order[i++] = slot;
     }
-    return out;
+    const confirmed = c.state.slice(0, this.#used);
+    for (let slot = 0; slot < confirmed.length; slot++) {
+      confirmed[slot] = confirmed[slot] === CONFIRMED ? 1 : 0;
+    }
+    return {
+      count: order.length,
+      order,
+      index: c.index.slice(0, sides),
+      endpoint: c.endpoint.slice(0, sides) as Endpoint[],
+      key: c.key.slice(0, sides) as PeerKey[],
+      counterHigh: c.counterHigh.slice(0, sides),
+      counterLow: c.counterLow.slice(0, sides),
+      packets: c.packets.slice(0, sides),
+      bytes: c.bytes.slice(0, sides),
+      lastSeen: c.lastSeen.slice(0, sides),
+      createdAt: c.createdAt.slice(0, this.#used),
+      expiresAt: c.expiresAt.slice(0, this.#used),
+      confirmed,
+    };
   }
 
   /**

@@ -20,8 +20,8 @@
  *   counter low, packets (u32 each), bytes, last seen (f64); then created, expires (f64) and
  *   confirmed (u8): 97 bytes a session;
  * - endpoints (positions as named above): count, then each: family (u8), port (u16), host
- *   length (u8) and host (ASCII, as the socket reported it), socket label length (u8) and label, field count (u8) and
- *   (id u8, value f64) pairs;
+ *   length (u8) and host (ASCII, as the socket reported it), socket (u8), field count (u8) and
+ *   (id u8, value f64) pairs; then the sockets' labels: count (u8), length (u8) and text each;
  * - cookie secrets: present (u8), current secret (32), born at (f64), previous present (u8),
  *   previous secret (32);
  * - replay filter: rotated at (f64), then two generations of count and fingerprints (f64);
@@ -54,8 +54,8 @@ const LOCATION_SIZE = 4 + 4 + 8;
 const ENDPOINT_MIN_SIZE = 1 + 2 + 1 + 1 + 1;
 const MAX_HOST_LENGTH = 64;
 const MAX_FIELDS = 16;
-/** Chunks the encoder yields: about 600 sessions' worth, well under a millisecond of work. */
-export const DEFAULT_CHUNK_SIZE = 64 * 1024;
+/** Chunks the encoder yields: about 300 sessions' worth, well under a millisecond of work. */
+export const DEFAULT_CHUNK_SIZE = 32 * 1024;
 
 /**
  * Endpoint fields the snapshot keeps, by wire id: what proves an address and for how long.
@@ -87,8 +87,11 @@ export interface SnapshotSource {
   takenAt: number;
   /** The configured keys; sessions and locations refer to them by `id`. */
   keys: readonly PeerKey[];
-  /** Every endpoint to keep (each once). */
-  endpoints: Endpoint[];
+  /**
+   * Endpoints to keep besides those of sessions and locations (those holding a proof). May be
+   * a walk over the live table: the encoder takes it in steps.
+   */
+  endpoints: Iterable<Endpoint>;
   /** Names the socket an endpoint was heard on (`Endpoint.via`), for the next process. */
   viaLabel: (via: unknown) => string;
   /** Located keys. */
@@ -179,6 +182,8 @@ export type DecodeSnapshotResult = { ok: true; snapshot: Snapshot } | { ok: fals
 /** Appends little-endian values to fixed-size chunks; a full chunk is taken and replaced. */
 class ChunkWriter {
   #buffer: Uint8Array;
+  /** The buffer of the chunk taken before: two alternate, so a snapshot allocates no more. */
+  #spare: Uint8Array;
   #view: DataView;
   #at = 0;
   readonly #size: number;
@@ -186,6 +191,7 @@ class ChunkWriter {
   constructor(size: number) {
     this.#size = size;
     this.#buffer = new Uint8Array(size + 512);
+    this.#spare = new Uint8Array(size + 512);
     this.#view = new DataView(this.#buffer.buffer);
   }
 
@@ -194,9 +200,12 @@ class ChunkWriter {
     return this.#at >= this.#size;
   }
 
-  /** The bytes written since the last take, in a buffer of their own. */
+  /** The bytes written since the last take; valid until the take after next. */
   take(): Uint8Array {
-    const chunk = this.#buffer.slice(0, this.#at);
+    const chunk = this.#buffer.subarray(0, this.#at);
+    [this.#buffer, this.#spare] = [this.#spare, this.#buffer];
+    if (this.#buffer.length < this.#spare.length) this.#buffer = new Uint8Array(this.#spare.length);
+    this.#view = new DataView(this.#buffer.buffer);
     this.#at = 0;
     return chunk;
   }
@@ -245,8 +254,10 @@ class ChunkWriter {
 }
 
 /**
- * Encodes a snapshot in chunks of about `chunkSize` bytes; the last chunk is the digest. The
- * caller may do other work between chunks (the datapath keeps forwarding), which is why the
+ * Encodes a snapshot in chunks of about `chunkSize` bytes; the last chunk is the digest. A
+ * chunk is valid until the generator is resumed twice (two buffers take turns, so a snapshot
+ * of any size allocates two chunks' worth): write or copy it first. The caller may do other
+ * work between chunks (the datapath keeps forwarding), which is why the
  * source holds copies of the sessions rather than the live table. Endpoint fields are read
  * as the encoder reaches them.
  */
@@ -267,30 +278,33 @@ export function* encodeSnapshot(
   // Endpoints get their positions as sessions and locations name them, and are written after
   // them: whatever those name is then in the file, whether or not the endpoint table still
   // held it when the source was made.
-  const refs = new Map<Endpoint, number>();
-  const refOf = (e: Endpoint) => {
-    let ref = refs.get(e);
-    if (ref === undefined) refs.set(e, ref = refs.size);
-    return ref;
-  };
+  const refs = new EndpointRefs();
   w.u32(source.locations.length);
   for (const { key, endpoint, seenAt } of source.locations) {
     w.u32(key.id);
-    w.u32(refOf(endpoint));
+    w.u32(refs.of(endpoint));
     w.f64(seenAt - source.takenAt);
   }
   const s = source.sessions;
   w.u32(s.count);
   for (let i = 0; i < s.count; i++) {
-    writeSession(w, s, i, refOf, source.takenAt);
+    writeSession(w, s, s.order ? s.order[i] : i, refs, source.takenAt);
     if (w.full) yield emit();
   }
-  for (const endpoint of source.endpoints) refOf(endpoint);
-  w.u32(refs.size);
-  for (const endpoint of refs.keys()) {
-    writeEndpoint(w, endpoint, source);
+  let listed = 0;
+  for (const endpoint of source.endpoints) {
+    refs.of(endpoint);
+    // The live table is walked here, in steps: nothing is written, but the loop gets turns.
+    if (++listed % ENDPOINTS_PER_STEP === 0) yield emit();
+  }
+  const labels = new Map<unknown, number>();
+  w.u32(refs.list.length);
+  for (const endpoint of refs.list) {
+    writeEndpoint(w, endpoint, source, labels);
     if (w.full) yield emit();
   }
+  w.u8(labels.size);
+  for (const via of labels.keys()) w.text(source.viaLabel(via));
   writeCookies(w, source.cookies, source.takenAt);
   writeReplay(w, source.replay, source.takenAt);
   yield emit();
@@ -304,11 +318,52 @@ function writeHeader(w: ChunkWriter, wallTime: number): void {
   w.f64(wallTime);
 }
 
-function writeEndpoint(w: ChunkWriter, endpoint: Endpoint, source: SnapshotSource): void {
+/**
+ * Positions of endpoints in the file, found by endpoint id in a typed array: a `Map` of
+ * 200,000 endpoints would rehash in one step of tens of milliseconds while encoding.
+ */
+class EndpointRefs {
+  /** Position + 1 by endpoint id; 0: none yet. */
+  #byId = new Int32Array(1024);
+  /** The endpoints in file order. */
+  readonly list: Endpoint[] = [];
+
+  /** The position of `e`, given one if it has none yet. */
+  of(e: Endpoint): number {
+    if (e.id >= this.#byId.length) {
+      const grown = new Int32Array(Math.max(2 * this.#byId.length, e.id + 1));
+      grown.set(this.#byId);
+      this.#byId = grown;
+    }
+    const ref = this.#byId[e.id];
+    // Ids are reused once an endpoint is forgotten: the position must be this very object's.
+    if (ref > 0 && this.list[ref - 1] === e) return ref - 1;
+    this.list.push(e);
+    this.#byId[e.id] = this.list.length;
+    return this.list.length - 1;
+  }
+}
+
+/** Endpoints listed between two turns of the event loop (well under a millisecond). */
+const ENDPOINTS_PER_STEP = 8192;
+
+/** Sockets are few: each endpoint names its socket by a position in a list of labels. */
+const MAX_LABELS = 255;
+
+function writeEndpoint(
+  w: ChunkWriter,
+  endpoint: Endpoint,
+  source: SnapshotSource,
+  labels: Map<unknown, number>,
+): void {
   w.u8(endpoint.family);
   w.u16(endpoint.port);
   w.text(endpoint.wireHost);
-  w.text(source.viaLabel(endpoint.via));
+  let label = labels.get(endpoint.via);
+  if (label === undefined && labels.size < MAX_LABELS) {
+    labels.set(endpoint.via, label = labels.size);
+  }
+  w.u8(label ?? MAX_LABELS);
   w.u8(ENDPOINT_FIELDS.length);
   const values = endpoint as unknown as Record<string, number>;
   for (const field of ENDPOINT_FIELDS) {
@@ -323,12 +378,12 @@ function writeSession(
   w: ChunkWriter,
   s: SessionColumns,
   i: number,
-  refOf: (e: Endpoint) => number,
+  refs: EndpointRefs,
   takenAt: number,
 ): void {
   for (let side = 2 * i; side < 2 * i + 2; side++) {
     w.u32(s.index[side]);
-    w.u32(refOf(s.endpoint[side]));
+    w.u32(refs.of(s.endpoint[side]));
     w.u32(s.key[side].id);
     w.u32(s.counterHigh[side]);
     w.u32(s.counterLow[side]);
@@ -359,7 +414,7 @@ function writeReplay(w: ChunkWriter, replay: ReplayState, takenAt: number): void
 
 /** The whole snapshot as one buffer (tests, and the final write at shutdown). */
 export function encodeSnapshotBytes(source: SnapshotSource): Uint8Array {
-  const chunks = [...encodeSnapshot(source)];
+  const chunks = Array.from(encodeSnapshot(source), (chunk) => chunk.slice());
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
   for (const c of chunks) {
@@ -410,7 +465,9 @@ class Reader {
   text(): string {
     const n = this.u8();
     const at = this.#take(n);
-    return String.fromCharCode(...this.#bytes.subarray(at, at + n));
+    // One call, not a concatenation per character: a rope would be flattened again by every
+    // later use (hashing it into the endpoint table, comparing it on the hot path).
+    return String.fromCharCode.apply(null, this.#bytes.subarray(at, at + n) as unknown as number[]);
   }
   /** A count of records of at least `size` bytes each, refused if the rest cannot hold them. */
   count(size: number, what: string): number {
@@ -459,6 +516,7 @@ function decodeOrThrow(bytes: Uint8Array): Snapshot {
   const locations = readLocations(r, keys.length);
   const sessions = readSessions(r, keys.length);
   const endpoints = readEndpoints(r);
+  readLabels(r, endpoints);
   for (const l of locations) ref(l.endpoint, endpoints.length, "location endpoint");
   for (const e of sessions.endpoint) ref(e, endpoints.length, "session endpoint");
   const cookies = readCookies(r);
@@ -478,19 +536,29 @@ const IPV4 = /^[0-9]{1,3}(\.[0-9]{1,3}){3}$/;
 const IPV6 = /^[0-9a-fA-F:.]*:[0-9a-fA-F:.]*(%[A-Za-z0-9_.-]+)?$/;
 const LABEL = /^[\x20-\x7e]*$/;
 
+/** Replaces each endpoint's label position with the label (an unknown position: none). */
+function readLabels(r: Reader, endpoints: SnapshotEndpoint[]): void {
+  const labels: string[] = [];
+  for (let n = r.u8(); n > 0; n--) {
+    const label = r.text();
+    if (!LABEL.test(label)) throw new Corrupt("bad socket label");
+    labels.push(label);
+  }
+  for (const e of endpoints) e.via = labels[e.via as unknown as number] ?? "";
+}
+
 function readEndpoints(r: Reader): SnapshotEndpoint[] {
   const endpoints: SnapshotEndpoint[] = [];
   for (let n = r.count(ENDPOINT_MIN_SIZE, "endpoints"); n > 0; n--) {
     const family = r.u8();
     const port = r.u16();
     const host = r.text();
-    const via = r.text();
+    const via = r.u8();
     const normal = normalizeHost(host);
     const valid = family === 4 ? IPV4.test(normal) : family === 6 && IPV6.test(normal);
     if (port === 0 || host.length > MAX_HOST_LENGTH || !valid) {
       throw new Corrupt("endpoint: bad address");
     }
-    if (!LABEL.test(via)) throw new Corrupt("endpoint: bad socket label");
     const fields: Record<string, number> = {};
     const count = r.u8();
     if (count > MAX_FIELDS) throw new Corrupt("endpoint: too many fields");
@@ -503,7 +571,7 @@ function readEndpoints(r: Reader): SnapshotEndpoint[] {
         ? time(value, field.maxAhead, `endpoint ${field.name}`)
         : finite(value, `endpoint ${field.name}`);
     }
-    endpoints.push({ host, port, family: family as 4 | 6, via, fields });
+    endpoints.push({ host, port, family: family as 4 | 6, via: via as unknown as string, fields });
   }
   return endpoints;
 }

@@ -52,21 +52,22 @@ export function captureState(
   wallTime: number,
   viaLabel: (via: unknown) => string,
 ): SnapshotSource {
-  const endpoints: Endpoint[] = [];
-  state.endpoints.forEach((e) => {
-    if (holdsProof(e, now)) endpoints.push(e);
-  });
   return {
     wallTime,
     takenAt: now,
     keys: state.registry.keys,
-    endpoints,
+    endpoints: provenEndpoints(state, now),
     viaLabel,
     locations: state.directory.locations().filter((l) => l.seenAt + KEY_ADDRESS_TTL_MS >= now),
     sessions: state.table.exportSessions(),
     cookies: state.cookies.exportSecrets(),
     replay: state.replay.exportEntries(),
   };
+}
+
+/** The endpoints holding a proof, walked as the encoder asks for them. */
+function* provenEndpoints(state: RelayState, now: number): Generator<Endpoint, void, undefined> {
+  for (const e of state.endpoints.values()) if (holdsProof(e, now)) yield e;
 }
 
 /** Whether an endpoint holds a proof worth keeping on its own (sessions keep theirs anyway). */
@@ -86,21 +87,17 @@ interface Plan {
   dropped: number;
   expired: number;
   locations: number[];
-  endpoints: Set<number>;
+  /** 1 for each endpoint (by position) that something kept needs. */
+  endpoints: Uint8Array;
 }
 
 function plan(state: RelayState, snapshot: Snapshot, now: number, shift: number): Plan {
   const registry = state.registry;
   const keys = snapshot.keys.map((bytes) => registry.find(base64(bytes)));
   const s = snapshot.sessions;
-  const p: Plan = {
-    keys,
-    sessions: [],
-    dropped: 0,
-    expired: 0,
-    locations: [],
-    endpoints: new Set(),
-  };
+  const needed = new Uint8Array(snapshot.endpoints.length);
+  const p: Plan = { keys, sessions: [], dropped: 0, expired: 0, locations: [], endpoints: needed };
+  let sorted = true;
   for (let i = 0; i < s.count; i++) {
     const initiator = keys[s.key[2 * i]], responder = keys[s.key[2 * i + 1]];
     if (!initiator || !responder || !registry.shareGroup(initiator, responder)) {
@@ -110,23 +107,28 @@ function plan(state: RelayState, snapshot: Snapshot, now: number, shift: number)
     ) {
       p.expired++;
     } else {
+      const last = p.sessions[p.sessions.length - 1];
+      if (last !== undefined && s.confirmed[i] === s.confirmed[last]) {
+        sorted &&= s.expiresAt[last] <= s.expiresAt[i];
+      }
       p.sessions.push(i);
-      p.endpoints.add(s.endpoint[2 * i]).add(s.endpoint[2 * i + 1]);
+      needed[s.endpoint[2 * i]] = needed[s.endpoint[2 * i + 1]] = 1;
     }
   }
-  // The confirmed list must stay in expiry order (IndexTable.expire stops at the first live).
-  p.sessions.sort((a, b) => s.expiresAt[a] - s.expiresAt[b]);
+  // Each list must be in expiry order (IndexTable.expire stops at the first live session); a
+  // snapshot of a live table already is, so sorting is only for a file that is not.
+  if (!sorted) p.sessions.sort((a, b) => s.expiresAt[a] - s.expiresAt[b]);
   snapshot.locations.forEach((l, i) => {
     if (keys[l.key] && shift + l.seenAt + KEY_ADDRESS_TTL_MS >= now) {
       p.locations.push(i);
-      p.endpoints.add(l.endpoint);
+      needed[l.endpoint] = 1;
     }
   });
   snapshot.endpoints.forEach((e, i) => {
     const live = ENDPOINT_FIELDS.some((f) =>
       f.name in e.fields && (f.time ? shift + e.fields[f.name] > now : e.fields[f.name] > 0)
     );
-    if (live) p.endpoints.add(i);
+    if (live) needed[i] = 1;
   });
   return p;
 }
@@ -191,7 +193,8 @@ function restoreEndpoints(
   viaFor: (label: string, family: 4 | 6) => unknown,
 ): (Endpoint | undefined)[] {
   const out: (Endpoint | undefined)[] = new Array(snapshot.endpoints.length);
-  for (const i of p.endpoints) {
+  for (let i = 0; i < snapshot.endpoints.length; i++) {
+    if (!p.endpoints[i]) continue;
     const e = snapshot.endpoints[i];
     const endpoint = state.endpoints.intern(e.host, e.port, now, viaFor(e.via, e.family));
     if (!endpoint) continue; // the table is smaller now; what needed it is dropped below

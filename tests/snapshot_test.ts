@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { sha256 } from "@noble/hashes/sha2.js";
+import type { Endpoint } from "../lib/endpoints.ts";
 import { SESSION_TTL_MS } from "../lib/index_table.ts";
 import {
   decodeSnapshot,
@@ -248,7 +249,9 @@ const BAD_SOURCES: [string, (s: Source) => void, RegExp][] = [
   ["an expiry beyond a session's life", (s) => {
     s.sessions.expiresAt[0] = s.takenAt + SESSION_TTL_MS + 1;
   }, /future/],
-  ["a proof beyond its life", (s) => s.endpoints[0].provenUntil = s.takenAt + 1e9, /future/],
+  ["a proof beyond its life", (s) => {
+    (s.endpoints as Endpoint[])[0].provenUntil = s.takenAt + 1e9;
+  }, /future/],
   ["an index used twice", (s) => s.sessions.index[3] = s.sessions.index[0], /twice/],
   ["a key reference out of range", (s) => {
     s.sessions.key[0] = { ...s.sessions.key[0], id: 99 };
@@ -258,7 +261,7 @@ for (const [what, spoil, error] of BAD_SOURCES) {
   Deno.test(`decodeSnapshot() rejects ${what}`, () => {
     const { h } = running();
     const source = h.relay.capture(h.now, WALL, () => "");
-    source.endpoints = source.endpoints.map((e) => ({ ...e }));
+    source.endpoints = [...source.endpoints].map((e) => ({ ...e }));
     spoil(source);
     const result = decodeSnapshot(encodeSnapshotBytes(source));
     assert.ok(!result.ok, "accepted");
@@ -277,7 +280,10 @@ Deno.test("decodeSnapshot() never throws on garbage", () => {
 
 Deno.test("encodeSnapshot() yields bounded chunks whose concatenation decodes", () => {
   const { h } = running();
-  const chunks = [...encodeSnapshot(h.relay.capture(h.now, WALL, () => ""), 64)];
+  const chunks = Array.from(
+    encodeSnapshot(h.relay.capture(h.now, WALL, () => ""), 64),
+    (c) => c.slice(),
+  );
   assert.ok(chunks.length >= 3);
   assert.ok(chunks.every((c) => c.length <= 64 + 512));
   const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
