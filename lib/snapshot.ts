@@ -18,7 +18,7 @@
  * - key locations: count, then (key u32, endpoint u32, seen-at f64);
  * - sessions: count, then per side (initiator, responder) index, endpoint, key, counter high,
  *   counter low, packets (u32 each), bytes, last seen (f64); then created, expires (f64) and
- *   confirmed (u8): 97 bytes a session;
+ *   state (u8: 0 unconfirmed, 1 confirmed, 255 ended while being written): 97 bytes each;
  * - endpoints (positions as named above): count, then each: family (u8), port (u16), host
  *   length (u8) and host (ASCII, as the socket reported it), socket (u8), field count (u8) and
  *   (id u8, value f64) pairs; then the sockets' labels: count (u8), length (u8) and text each;
@@ -36,7 +36,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { CookieSecrets } from "./cookie.ts";
 import { type Endpoint, normalizeHost } from "./endpoints.ts";
-import { SESSION_TTL_MS, type SessionColumns } from "./index_table.ts";
+import { SESSION_TTL_MS, type SessionColumns, sessionColumns } from "./index_table.ts";
 import type { PeerKey } from "./keys.ts";
 import { KEY_SIZE, REJECT_AFTER_TIME_MS } from "./constants.ts";
 
@@ -96,12 +96,23 @@ export interface SnapshotSource {
   viaLabel: (via: unknown) => string;
   /** Located keys. */
   locations: { key: PeerKey; endpoint: Endpoint; seenAt: number }[];
-  /** Live sessions. */
-  sessions: SessionColumns;
+  /** Live sessions, read as the encoder reaches them. */
+  sessions: SessionReader;
   /** The cookie secrets, if any were made. */
   cookies: CookieSecrets | undefined;
   /** The replay filter's fingerprints. */
   replay: ReplayState;
+}
+
+/**
+ * Sessions to encode, read one at a time: the table is not copied at once (that would hold the
+ * datapath for several ms at 100,000 sessions), each session is read whole in one step.
+ */
+export interface SessionReader {
+  /** How many were listed (some may end before they are read). */
+  count: number;
+  /** Copies session `i` into `out` as its session 0; false when it has ended since. */
+  read(i: number, out: SessionColumns): boolean;
 }
 
 /** The replay filter as saved. */
@@ -285,10 +296,14 @@ export function* encodeSnapshot(
     w.u32(refs.of(endpoint));
     w.f64(seenAt - source.takenAt);
   }
-  const s = source.sessions;
-  w.u32(s.count);
-  for (let i = 0; i < s.count; i++) {
-    writeSession(w, s, s.order ? s.order[i] : i, refs, source.takenAt);
+  const sessions = source.sessions;
+  const one = sessionColumns(1);
+  w.u32(sessions.count);
+  for (let i = 0; i < sessions.count; i++) {
+    // A session that ended since it was listed leaves a record marked ended: the count is
+    // written already, and it bounds what the reader allocates.
+    if (sessions.read(i, one)) writeSession(w, one, 0, refs, source.takenAt);
+    else writeEnded(w);
     if (w.full) yield emit();
   }
   let listed = 0;
@@ -345,7 +360,7 @@ class EndpointRefs {
 }
 
 /** Endpoints listed between two turns of the event loop (well under a millisecond). */
-const ENDPOINTS_PER_STEP = 8192;
+const ENDPOINTS_PER_STEP = 2048;
 
 /** Sockets are few: each endpoint names its socket by a position in a list of labels. */
 const MAX_LABELS = 255;
@@ -394,6 +409,14 @@ function writeSession(
   w.f64(s.createdAt[i] - takenAt);
   w.f64(s.expiresAt[i] - takenAt);
   w.u8(s.confirmed[i]);
+}
+
+/** The state byte of a record whose session ended while the snapshot was being written. */
+const ENDED = 0xff;
+
+function writeEnded(w: ChunkWriter): void {
+  for (let i = 0; i < SESSION_RECORD_SIZE - 1; i++) w.u8(0);
+  w.u8(ENDED);
 }
 
 function writeCookies(w: ChunkWriter, cookies: CookieSecrets | undefined, takenAt: number): void {
@@ -518,7 +541,9 @@ function decodeOrThrow(bytes: Uint8Array): Snapshot {
   const endpoints = readEndpoints(r);
   readLabels(r, endpoints);
   for (const l of locations) ref(l.endpoint, endpoints.length, "location endpoint");
-  for (const e of sessions.endpoint) ref(e, endpoints.length, "session endpoint");
+  for (let i = 0; i < 2 * sessions.count; i++) {
+    ref(sessions.endpoint[i], endpoints.length, "session endpoint");
+  }
   const cookies = readCookies(r);
   const replay = readReplay(r);
   if (r.at !== r.end) throw new Corrupt(`${r.end - r.at} bytes of trailing garbage`);
@@ -597,23 +622,30 @@ function readLocations(r: Reader, keys: number): Snapshot["locations"] {
 }
 
 function readSessions(r: Reader, keys: number): SnapshotSessions {
-  const count = r.count(SESSION_RECORD_SIZE, "sessions");
+  const listed = r.count(SESSION_RECORD_SIZE, "sessions");
   const s: SnapshotSessions = {
-    count,
-    index: new Uint32Array(2 * count),
-    endpoint: new Uint32Array(2 * count),
-    key: new Uint32Array(2 * count),
-    counterHigh: new Uint32Array(2 * count),
-    counterLow: new Uint32Array(2 * count),
-    packets: new Uint32Array(2 * count),
-    bytes: new Float64Array(2 * count),
-    lastSeen: new Float64Array(2 * count),
-    createdAt: new Float64Array(count),
-    expiresAt: new Float64Array(count),
-    confirmed: new Uint8Array(count),
+    count: 0,
+    index: new Uint32Array(2 * listed),
+    endpoint: new Uint32Array(2 * listed),
+    key: new Uint32Array(2 * listed),
+    counterHigh: new Uint32Array(2 * listed),
+    counterLow: new Uint32Array(2 * listed),
+    packets: new Uint32Array(2 * listed),
+    bytes: new Float64Array(2 * listed),
+    lastSeen: new Float64Array(2 * listed),
+    createdAt: new Float64Array(listed),
+    expiresAt: new Float64Array(listed),
+    confirmed: new Uint8Array(listed),
   };
   const seen = new Set<number>();
-  for (let i = 0; i < count; i++) {
+  for (let n = 0; n < listed; n++) {
+    const start = r.at;
+    r.at += SESSION_RECORD_SIZE - 1;
+    const state = r.u8();
+    if (state === ENDED) continue;
+    if (state > 1) throw new Corrupt("session: bad state");
+    r.at = start;
+    const i = s.count++;
     for (let side = 2 * i; side < 2 * i + 2; side++) {
       s.index[side] = r.u32();
       if (seen.has(s.index[side])) throw new Corrupt("session: index used twice");
@@ -628,9 +660,7 @@ function readSessions(r: Reader, keys: number): SnapshotSessions {
     }
     s.createdAt[i] = time(r.f64(), 0, "session created");
     s.expiresAt[i] = time(r.f64(), SESSION_TTL_MS, "session expiry");
-    const confirmed = r.u8();
-    if (confirmed > 1) throw new Corrupt("session: bad state");
-    s.confirmed[i] = confirmed;
+    s.confirmed[i] = r.u8();
   }
   return s;
 }

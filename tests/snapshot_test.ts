@@ -244,24 +244,43 @@ for (const [what, edit, error] of EDITS) {
 }
 
 type Source = ReturnType<RelayHarness["relay"]["capture"]>;
+type Columns = Parameters<Source["sessions"]["read"]>[1];
+
+/** Spoils what the encoder reads of the first session. */
+function spoilFirstSession(source: Source, spoil: (c: Columns, takenAt: number) => void): void {
+  const { read } = source.sessions;
+  source.sessions = {
+    count: source.sessions.count,
+    read: (i, out) => {
+      const live = read(i, out);
+      if (i === 0) spoil(out, source.takenAt);
+      return live;
+    },
+  };
+}
+
 const BAD_SOURCES: [string, (s: Source) => void, RegExp][] = [
-  ["a last-seen time in the future", (s) => s.sessions.lastSeen[1] = s.takenAt + 1, /future/],
+  ["a last-seen time in the future", (s) => {
+    spoilFirstSession(s, (c, takenAt) => c.lastSeen[1] = takenAt + 1);
+  }, /future/],
   ["an expiry beyond a session's life", (s) => {
-    s.sessions.expiresAt[0] = s.takenAt + SESSION_TTL_MS + 1;
+    spoilFirstSession(s, (c, takenAt) => c.expiresAt[0] = takenAt + SESSION_TTL_MS + 1);
   }, /future/],
   ["a proof beyond its life", (s) => {
+    s.endpoints = [...s.endpoints].map((e) => ({ ...e }));
     (s.endpoints as Endpoint[])[0].provenUntil = s.takenAt + 1e9;
   }, /future/],
-  ["an index used twice", (s) => s.sessions.index[3] = s.sessions.index[0], /twice/],
+  ["an index used twice", (s) => {
+    spoilFirstSession(s, (c) => c.index[1] = c.index[0]);
+  }, /twice/],
   ["a key reference out of range", (s) => {
-    s.sessions.key[0] = { ...s.sessions.key[0], id: 99 };
+    spoilFirstSession(s, (c) => c.key[0] = { ...c.key[0], id: 99 });
   }, /out of range/],
 ];
 for (const [what, spoil, error] of BAD_SOURCES) {
   Deno.test(`decodeSnapshot() rejects ${what}`, () => {
     const { h } = running();
     const source = h.relay.capture(h.now, WALL, () => "");
-    source.endpoints = [...source.endpoints].map((e) => ({ ...e }));
     spoil(source);
     const result = decodeSnapshot(encodeSnapshotBytes(source));
     assert.ok(!result.ok, "accepted");
@@ -269,6 +288,21 @@ for (const [what, spoil, error] of BAD_SOURCES) {
     assertOneLine(result.error);
   });
 }
+
+Deno.test("a session that ends while the snapshot is written is left out, the rest kept", () => {
+  const { h, cd } = running();
+  const table = h.relay.table;
+  const steps = encodeSnapshot(h.relay.capture(h.now, WALL, () => ""), 16);
+  // The first step stops after the first session (A-B); C-D ends before the second is read.
+  const chunks = [steps.next().value!.slice()];
+  table.remove(table.slotOf(table.sideOf(cd.aIndex)));
+  for (const chunk of steps) chunks.push(chunk.slice());
+  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => (bytes.set(c, at), at + c.length), 0);
+  const { h: next, outcome } = restarted(bytes);
+  assert.ok(outcome.ok && outcome.sessions === 1, JSON.stringify(outcome));
+  assert.equal(next.relay.table.sideOf(cd.aIndex), -1);
+});
 
 Deno.test("decodeSnapshot() never throws on garbage", () => {
   for (let n = 0; n < 300; n++) {
