@@ -25,8 +25,13 @@ async function compileFlags(): Promise<string[]> {
   return task.split(/\s+/).filter((f) => /^--(allow|deny|unstable)-|^-A$|^--allow-all$/.test(f));
 }
 
-Deno.test("the compile task grants network and reading, nothing else", async () => {
-  assert.deepEqual(await compileFlags(), ["--unstable-net", "--allow-net", "--allow-read"]);
+Deno.test("the compile task grants network, reading and the state directory, nothing else", async () => {
+  assert.deepEqual(await compileFlags(), [
+    "--unstable-net",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write=/var/lib/wg-bridge",
+  ]);
 });
 
 function freeTcpPort(): number {

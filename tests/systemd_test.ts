@@ -50,6 +50,7 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
       "RestrictAddressFamilies=AF_INET AF_INET6",
       "Restart=on-failure",
       "ExecReload=/bin/kill -HUP $MAINPID",
+      "StateDirectory=wg-bridge",
     ]
   ) {
     assert.ok(lines.includes(wanted), `missing ${wanted}`);
@@ -65,6 +66,7 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
     const cli = parseCommandLine(args);
     assert.ok(cli.ok, `${line}: ${cli.ok ? "" : cli.error}`);
     assert.equal(cli.command === "run" || cli.command === "check", true, line);
+    if (cli.command === "run") assert.equal(cli.flags.stateFile, "/var/lib/wg-bridge/state");
   }
 });
 
