@@ -11,6 +11,7 @@ import { BindError } from "./io/datapath.ts";
 import { loadSettings } from "./io/config_file.ts";
 import { fetchStatus, HttpBindError, type OpsServer, serveOps } from "./io/http.ts";
 import { bindDatapath } from "./io/bind.ts";
+import { inheritedSockets } from "./io/socket_activation.ts";
 import { openStateFile } from "./io/state_file.ts";
 import { parseHostPort } from "./lib/address.ts";
 import { type CliResult, parseCommandLine, USAGE } from "./lib/cli.ts";
@@ -98,7 +99,8 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
   relay.recordEvents = logger.enabled("info");
   let datapath;
   try {
-    datapath = bindDatapath(options.datapath, options.listen, options.port, logger);
+    const inherited = inheritedSockets();
+    datapath = bindDatapath(options.datapath, options.listen, options.port, logger, inherited);
   } catch (e) {
     if (e instanceof BindError) fail(e.message);
     throw e;

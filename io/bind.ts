@@ -15,18 +15,22 @@ import type { Logger } from "../lib/log.ts";
 import type { Datapath as DatapathChoice } from "../lib/settings.ts";
 import { openLibc } from "./libc.ts";
 import { bindDenoUdp } from "./udp_deno.ts";
-import { bindLinuxUdp } from "./udp_linux.ts";
+import { adoptLinuxUdp, bindLinuxUdp } from "./udp_linux.ts";
 
 /**
  * Binds the chosen datapath. Throws {@link BindError} when the sockets cannot be bound, or when
  * `linux` was asked for and cannot be had (with the reason: not Linux, no `--allow-ffi`, ...).
+ * With `inherited` descriptors (socket activation) it adopts those instead of binding, which
+ * only the Linux datapath can.
  */
 export function bindDatapath(
   choice: DatapathChoice,
   addresses: BindAddress[],
   port: number,
   logger: Logger,
+  inherited?: number[],
 ): Datapath {
+  if (inherited) return adoptDatapath(choice, inherited, logger);
   let why = "";
   if (choice !== "deno") {
     const libc = openLibc();
@@ -41,5 +45,18 @@ export function bindDatapath(
   // Logged only once bound, so a bind error stays the one line the admin sees.
   const datapath = bindDenoUdp(addresses, port, logger);
   logger.log("info", `datapath: deno (portable${why})`);
+  return datapath;
+}
+
+function adoptDatapath(choice: DatapathChoice, fds: number[], logger: Logger): Datapath {
+  const libc = choice === "deno" ? "is not chosen (--datapath deno)" : openLibc();
+  if (typeof libc === "string") {
+    throw new BindError(
+      `socket activation passed ${fds.length} socket(s), which only the linux datapath can ` +
+        `use, and the linux datapath ${libc}`,
+    );
+  }
+  const datapath = adoptLinuxUdp(libc, fds, logger);
+  logger.log("info", "datapath: linux (recvmmsg/sendmmsg through libc)");
   return datapath;
 }

@@ -71,6 +71,8 @@ import {
   AF_INET,
   AF_INET6,
   encodeSockaddr,
+  formatIPv4,
+  formatIPv6,
   SEND_LENGTH,
   SendAddresses,
   SOCKADDR_IN6_SIZE,
@@ -642,4 +644,45 @@ class LinuxUdpDatapath implements Datapath {
   #log(message: string): void {
     this.#logger?.log("debug", message);
   }
+}
+
+/**
+ * The Linux datapath over UDP sockets opened by someone else: systemd socket activation
+ * (`wg-bridge.socket` holds the sockets across restarts and passes them as `fds`, see
+ * io/socket_activation.ts), so that datagrams arriving while the bridge restarts wait in the
+ * socket instead of being refused. Each fd must be a bound UDP socket; blocking or not, every
+ * call here passes MSG_DONTWAIT. Buffers are raised as {@link bindLinuxUdp} does.
+ */
+export function adoptLinuxUdp(
+  libc: Libc,
+  fds: number[],
+  logger: Logger,
+  options: LinuxUdpOptions = {},
+): Datapath {
+  const fn = libc.fn;
+  const bufferSize = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+  const int = new Int32Array(1);
+  const intBytes = new Uint8Array(int.buffer);
+  const sockets = fds.map((fd) => {
+    const address = new Uint8Array(SOCKADDR_IN6_SIZE);
+    const length = new Uint32Array([SOCKADDR_IN6_SIZE]);
+    if (fn.getsockname(fd, address, new Uint8Array(length.buffer)) !== 0) {
+      throw new BindError(`inherited socket ${fd}: ${libc.describe(libc.errno())}`);
+    }
+    const family = address[0] | (address[1] << 8);
+    const port = (address[2] << 8) | address[3];
+    if (family !== AF_INET && family !== AF_INET6) {
+      throw new BindError(`inherited socket ${fd} is not an IPv4 or IPv6 socket`);
+    }
+    const host = family === AF_INET ? formatIPv4(address, 4) : formatIPv6(address, 8);
+    for (const [force, plain] of [[SO_RCVBUFFORCE, SO_RCVBUF], [SO_SNDBUFFORCE, SO_SNDBUF]]) {
+      int[0] = bufferSize;
+      if (fn.setsockopt(fd, SOL_SOCKET, force, intBytes, 4) !== 0) {
+        fn.setsockopt(fd, SOL_SOCKET, plain, intBytes, 4);
+      }
+    }
+    return new LinuxSocket(fd, family, labelOf(host, port));
+  });
+  logger.log("info", `adopted ${sockets.length} inherited socket(s) (socket activation)`);
+  return new LinuxUdpDatapath(libc, sockets);
 }

@@ -25,12 +25,13 @@ async function compileFlags(): Promise<string[]> {
   return task.split(/\s+/).filter((f) => /^--(allow|deny|unstable)-|^-A$|^--allow-all$/.test(f));
 }
 
-Deno.test("the compile task grants network, reading and the state directory, nothing else", async () => {
+Deno.test("the compile task grants network, reading, the state directory and socket activation's variables, nothing else", async () => {
   assert.deepEqual(await compileFlags(), [
     "--unstable-net",
     "--allow-net",
     "--allow-read",
     "--allow-write=/var/lib/wg-bridge",
+    "--allow-env=LISTEN_PID,LISTEN_FDS",
   ]);
 });
 

@@ -64,7 +64,7 @@ interface Setup {
 }
 
 /** A router, the bridge on one link, peers A and B on theirs, paired through the bridge. */
-async function setUp(lab: Lab): Promise<Setup> {
+async function setUp(lab: Lab, activated = false): Promise<Setup> {
   const net = await lab.namespace("net");
   await lab.router(net);
   const bridge = await lab.namespace("br");
@@ -78,13 +78,13 @@ async function setUp(lab: Lab): Promise<Setup> {
   const [a, b] = nodes;
   const dir = await Deno.makeTempDir({ prefix: "wg-bridge-e2e-state-" });
   const stateFile = `${dir}/state`;
+  const groups = [[a.publicKey, b.publicKey]];
+  const permissions = [`--allow-read=${dir}`, `--allow-write=${dir}`];
   const start = () =>
-    lab.startBridge(bridge, {
-      groups: [[a.publicKey, b.publicKey]],
-      args: ["--state-file", stateFile],
-      permissions: [`--allow-read=${dir}`, `--allow-write=${dir}`],
-    });
-  const proc = await start();
+    lab.startBridge(bridge, { groups, args: ["--state-file", stateFile], permissions });
+  const proc = activated
+    ? await startActivated(lab, bridge, groups[0], stateFile, permissions)
+    : await start();
   const endpoint = `${link.down4}:${BRIDGE_PORT}`;
   await addPeer(a, b, endpoint);
   await addPeer(b, a, endpoint);
@@ -104,12 +104,12 @@ async function assertPingsBothWays(s: Setup): Promise<void> {
 }
 
 /**
- * Pings B from A every 100 ms while `restart` runs; returns the pings lost and how long the
- * restart took (ms).
+ * Pings B from A every `interval` s while `restart` runs; returns the pings lost and how long
+ * the restart took (ms).
  */
-async function lossAcross(s: Setup, restart: () => Promise<void>) {
-  const count = 60;
-  const pinging = ping(s.a.ns, s.b.address, { count, interval: PING_INTERVAL_S, wait: 1 });
+async function lossAcross(s: Setup, restart: () => Promise<void>, interval = PING_INTERVAL_S) {
+  const count = Math.round(6 / interval);
+  const pinging = ping(s.a.ns, s.b.address, { count, interval, wait: 1 });
   await sleep(2000);
   const started = performance.now();
   await restart();
@@ -163,6 +163,60 @@ e2eTest("after a restart a direction that was idle carries its next packet at on
     assert.deepEqual(await handshakes(s), before, "no new handshake");
   });
 });
+
+const HOLDER = new URL("./support/socket_holder.py", import.meta.url).pathname;
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+/**
+ * Starts the bridge as systemd socket activation would (tests/support/socket_holder.py holds
+ * the UDP socket, SIGUSR1 restarts the bridge) on the Linux datapath, which adopts it.
+ */
+async function startActivated(
+  lab: Lab,
+  ns: Netns,
+  keys: string[],
+  stateFile: string,
+  permissions: string[],
+): Promise<Proc> {
+  const deno = [Deno.execPath(), "run", "--allow-net", "--allow-ffi", ...permissions];
+  deno.push("--allow-env=LISTEN_PID,LISTEN_FDS", MAIN, "-p", String(BRIDGE_PORT));
+  deno.push("-k", keys.join(","), "--state-file", stateFile, "--datapath", "linux");
+  const listening = (p: Proc) => p.waitForLine(/listening on/, 20_000);
+  const proc = lab.spawn(ns, "socket holder", [
+    "python3",
+    HOLDER,
+    `0.0.0.0:${BRIDGE_PORT}`,
+    "--",
+    ...deno,
+  ]);
+  assert.ok(await listening(proc), `the bridge did not start:\n${proc.output()}`);
+  return proc;
+}
+
+e2eTest(
+  "with socket activation a restart loses no ping at all; without, those of the gap",
+  async () => {
+    await withLab("activ", 150_000, async (lab) => {
+      const s = await setUp(lab, true);
+      await assertPingsBothWays(s);
+      const before = await handshakes(s);
+      const interval = 0.01;
+      const held = await lossAcross(s, async () => {
+        const restarted = s.proc.waitForLine(/listening on/, 20_000);
+        Deno.kill(s.proc.pid, "SIGUSR1");
+        assert.ok(await restarted, "the held bridge restarted");
+      }, interval);
+      metric("activation_restart.gap", held.gap / 1000, "s");
+      metric("activation_restart.pings_lost_every_10ms", held.lost, "packets");
+      // The same bridge without the held socket: stop it and start one that binds the port.
+      const plain = await lossAcross(s, () => restartBridge(s), interval);
+      metric("plain_restart.gap", plain.gap / 1000, "s");
+      metric("plain_restart.pings_lost_every_10ms", plain.lost, "packets");
+      assert.equal(held.lost, 0, "pings were lost although the socket was held");
+      assert.deepEqual(await handshakes(s), before, "no new handshake");
+    });
+  },
+);
 
 e2eTest("after kill -9 the tunnels of the last periodic write carry on", async () => {
   await withLab("kill9", 150_000, async (lab) => {

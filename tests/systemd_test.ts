@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { parseCommandLine } from "../lib/cli.ts";
 
 const UNIT = new URL("../wg-bridge.service", import.meta.url);
+const SOCKET = new URL("../wg-bridge.socket", import.meta.url);
 const BINARY = "/usr/local/bin/wg-bridge";
 
 async function analyze(args: string[]) {
@@ -70,6 +71,16 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
   }
 });
 
+Deno.test("the socket unit holds the service's port on IPv4 and IPv6, with room to queue", async () => {
+  const lines = directives(await Deno.readTextFile(SOCKET));
+  assert.deepEqual(lines.filter((l) => l.startsWith("ListenDatagram=")), [
+    "ListenDatagram=0.0.0.0:51820",
+    "ListenDatagram=[::]:51820",
+  ]);
+  assert.ok(lines.includes("BindIPv6Only=ipv6-only"), "one socket per family, as the bridge binds");
+  assert.ok(lines.some((l) => /^ReceiveBuffer=\d+M$/.test(l)));
+});
+
 Deno.test({
   name: "systemd-analyze verifies the unit cleanly and rates its exposure low",
   ignore: !available,
@@ -82,7 +93,9 @@ Deno.test({
       assert.ok(text.includes(BINARY));
       const unit = `${dir}/wg-bridge.service`;
       await Deno.writeTextFile(unit, text.replaceAll(BINARY, stub));
-      const verify = await analyze(["verify", unit]);
+      const socket = `${dir}/wg-bridge.socket`;
+      await Deno.copyFile(SOCKET, socket);
+      const verify = await analyze(["verify", unit, socket]);
       // verify exits 0 even for unknown keys and bad values; it only prints them. Any output
       // at all is a finding.
       assert.equal(verify.code, 0, verify.stderr);
