@@ -23,8 +23,17 @@ import { decodeSnapshot, encodeSnapshot } from "../lib/snapshot.ts";
 
 /** Between periodic writes: a kill -9 loses the tunnels made in at most this long. */
 export const STATE_INTERVAL_MS = 10_000;
-/** A state file larger than this is refused unread (100,000 sessions take about 14 MB). */
-export const MAX_STATE_FILE_SIZE = 1 << 30;
+/**
+ * The largest state file the relay's limits could have produced, with room to spare: about
+ * 300 bytes per session and endpoint (a session record is 97 bytes, an endpoint at most 80) plus
+ * the replay filter. A larger file is refused unread, so a stray huge file cannot push the
+ * bridge past its memory limit at start (100,000 sessions write about 15 MB).
+ */
+export function maxStateFileSize(relay: Relay): number {
+  const o = relay.options;
+  return (1 << 20) + 512 * (o.maxSessions + o.maxPending + relay.registry.keys.length) +
+    256 * o.maxPending;
+}
 
 /** Names no socket: replies to restored addresses leave from the socket a packet came in on. */
 export const NO_SOCKET_NAMES: SocketNames = { labelOf: () => "", viaFor: () => undefined };
@@ -49,7 +58,8 @@ export async function restoreStateFile(
   let bytes: Uint8Array;
   try {
     const info = await Deno.stat(path);
-    if (info.size > MAX_STATE_FILE_SIZE) throw new Error(`${info.size} bytes is too large`);
+    const max = maxStateFileSize(relay);
+    if (info.size > max) throw new Error(`${info.size} bytes, more than the limits allow (${max})`);
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {

@@ -43,6 +43,14 @@ const FILES: [string, (path: string) => Promise<void>, RegExp][] = [
   ["a text file", (p) => Deno.writeTextFile(p, "hello\n".repeat(20)), /WARN .*not a wg-bridge/],
   ["a stale file", (p) => Deno.writeFile(p, sessionSnapshot(200_000)), /WARN .*stale/],
   ["a directory", (p) => Deno.mkdir(p), /WARN .*cannot read/],
+  [
+    "a file larger than the limits allow",
+    (p) =>
+      Deno.truncate(p, 1 << 27).catch(() =>
+        Deno.writeFile(p, new Uint8Array()).then(() => Deno.truncate(p, 1 << 27))
+      ),
+    /WARN .*more than the limits allow/,
+  ],
   ["a good file", (p) => Deno.writeFile(p, sessionSnapshot(500)), /INFO .*1 session\(s\)/],
 ];
 for (const [what, make, line] of FILES) {
