@@ -123,6 +123,7 @@ export class StateWriter {
   #timer: ReturnType<typeof setInterval> | undefined;
   #writing: Promise<void> | undefined;
   #failed = false;
+  #disabled = false;
 
   /** A writer of `relay`'s state to `path`; `now` and `wallTime` are the clocks (ms). */
   constructor(
@@ -135,37 +136,35 @@ export class StateWriter {
   ) {}
 
   /**
-   * Writes once now to learn whether the place is writable; resolves false (after one warning
-   * line) when it is not, and the bridge then runs without a state file.
+   * Starts writing: once now, in steps (the datapath may already be running), to learn whether
+   * the place is writable, then every `intervalMs`. Resolves false, after one warning line, when
+   * the first write fails: the bridge then runs without a state file and writes none at stop.
    */
-  async probe(): Promise<boolean> {
-    try {
-      await this.#write(false);
-      return true;
-    } catch (e) {
+  start(intervalMs = STATE_INTERVAL_MS): Promise<boolean> {
+    const first = this.#write(true).then(() => true, (e) => {
+      this.#disabled = true;
       this.logger.log(
         "warn",
         `state file ${this.path}: cannot write (${errorText(e)}); running without one: ` +
           `a restart will drop every tunnel`,
       );
       return false;
-    }
-  }
-
-  /** Starts the periodic writes. */
-  start(intervalMs = STATE_INTERVAL_MS): void {
+    });
+    this.#writing = first.then(() => {}).finally(() => this.#writing = undefined);
     this.#timer = setInterval(() => {
-      if (this.#writing) return; // a slow disk: skip a beat rather than pile up
+      if (this.#writing || this.#disabled) return; // a slow disk: skip a beat, never pile up
       this.#writing = this.#write(true).then(() => {}, (e) => this.#warnOnce(e)).finally(() => {
         this.#writing = undefined;
       });
     }, intervalMs);
+    return first;
   }
 
   /** Stops the timer and writes the final snapshot (at shutdown; the datapath is closed). */
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     await this.#writing;
+    if (this.#disabled) return;
     try {
       const started = performance.now();
       const size = await this.#write(false);
@@ -190,21 +189,20 @@ export class StateWriter {
 }
 
 /**
- * Restores from `path`, then checks that it can be written and starts the periodic writes.
- * Resolves with the writer to stop at shutdown, or undefined when the place is not writable
- * (said once; the bridge then runs as without a state file).
+ * Restores from `path`, then starts the writes (the first one, in the background, tells whether
+ * the place is writable; if not it says so once and the bridge runs as without a state file).
+ * Resolves, once restored, with the writer to stop at shutdown.
  */
 export async function openStateFile(
   path: string,
   relay: Relay,
   logger: Logger,
   sockets: SocketNames = NO_SOCKET_NAMES,
-): Promise<StateWriter | undefined> {
+): Promise<StateWriter> {
   const now = () => performance.now();
   const wallTime = () => Date.now();
   await restoreStateFile(path, relay, logger, sockets, now, wallTime);
   const writer = new StateWriter(path, relay, logger, sockets, now, wallTime);
-  if (!(await writer.probe())) return undefined;
   writer.start();
   return writer;
 }

@@ -49,7 +49,7 @@ const DIGEST_SIZE = 32;
 const SECRET_SIZE = 32;
 const SIDE_SIZE = 6 * 4 + 2 * 8;
 /** Bytes of one session record. */
-export const SESSION_RECORD_SIZE = 2 * SIDE_SIZE + 2 * 8 + 1;
+export const SESSION_RECORD_SIZE: number = 2 * SIDE_SIZE + 2 * 8 + 1;
 const LOCATION_SIZE = 4 + 4 + 8;
 const ENDPOINT_MIN_SIZE = 1 + 2 + 1 + 1 + 1;
 const MAX_HOST_LENGTH = 64;

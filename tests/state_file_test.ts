@@ -94,7 +94,7 @@ Deno.test("writeAtomically() replaces the file owner-only and leaves no temporar
   }
 });
 
-Deno.test("StateWriter.probe() says once that an unwritable place means no state file", async () => {
+Deno.test("StateWriter.start() says once that an unwritable place means no state file", async () => {
   const { logger, lines } = capturingLogger();
   const h = new RelayHarness([[kA, kB]]);
   const sockets = { labelOf: () => "", viaFor: () => {} };
@@ -106,8 +106,10 @@ Deno.test("StateWriter.probe() says once that an unwritable place means no state
     () => 0,
     Date.now,
   );
-  assert.equal(await writer.probe(), false);
-  assert.equal(lines.length, 1);
+  assert.equal(await writer.start(10), false);
+  await new Promise((r) => setTimeout(r, 50));
+  await writer.stop();
+  assert.equal(lines.length, 1, lines.join("\n"));
   assert.match(lines[0], /WARN .*cannot write .*running without one/);
 });
 
