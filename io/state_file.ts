@@ -124,6 +124,7 @@ export class StateWriter {
   #writing: Promise<void> | undefined;
   #failed = false;
   #disabled = false;
+  #stopping: Promise<void> | undefined;
 
   /** A writer of `relay`'s state to `path`; `now` and `wallTime` are the clocks (ms). */
   constructor(
@@ -160,8 +161,16 @@ export class StateWriter {
     return first;
   }
 
-  /** Stops the timer and writes the final snapshot (at shutdown; the datapath is closed). */
-  async stop(): Promise<void> {
+  /**
+   * Stops the timer and writes the final snapshot (at shutdown; the datapath is closed). A
+   * second call (a second SIGTERM) waits for the same write instead of racing it.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#finalWrite();
+    return this.#stopping;
+  }
+
+  async #finalWrite(): Promise<void> {
     clearInterval(this.#timer);
     await this.#writing;
     if (this.#disabled) return;

@@ -11,7 +11,7 @@ import { restoreStateFile, StateWriter, writeAtomically } from "../io/state_file
 import { parseCommandLine } from "../lib/cli.ts";
 import { parseConfig } from "../lib/config.ts";
 import { Logger } from "../lib/log.ts";
-import { encodeSnapshotBytes } from "../lib/snapshot.ts";
+import { decodeSnapshot, encodeSnapshotBytes } from "../lib/snapshot.ts";
 import { RelayHarness } from "./support/relay_harness.ts";
 import {
   BridgeProcess,
@@ -111,6 +111,22 @@ Deno.test("StateWriter.start() says once that an unwritable place means no state
   await writer.stop();
   assert.equal(lines.length, 1, lines.join("\n"));
   assert.match(lines[0], /WARN .*cannot write .*running without one/);
+});
+
+Deno.test("StateWriter.stop() twice (a second SIGTERM) writes the final snapshot once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wg-bridge-state-" });
+  try {
+    const { logger, lines } = capturingLogger();
+    const h = new RelayHarness([[kA, kB]]);
+    const sockets = { labelOf: () => "", viaFor: () => {} };
+    const writer = new StateWriter(`${dir}/state`, h.relay, logger, sockets, () => 0, Date.now);
+    assert.equal(await writer.start(), true);
+    await Promise.all([writer.stop(), writer.stop()]);
+    assert.equal(lines.filter((l) => /state saved/.test(l)).length, 1, lines.join("\n"));
+    assert.ok(decodeSnapshot(await Deno.readFile(`${dir}/state`)).ok);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("--state-file and the stateFile field set the state file; off and null unset it", () => {
