@@ -45,7 +45,7 @@ function errorText(e: unknown): string {
 
 /**
  * Restores the relay from `path` if it holds a usable snapshot. Logs exactly one line: what was
- * restored, or why nothing was (a missing file is the normal first start).
+ * restored (info), or a warning saying why nothing was.
  */
 export async function restoreStateFile(
   path: string,
@@ -63,7 +63,8 @@ export async function restoreStateFile(
     bytes = await Deno.readFile(path);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) {
-      return logger.log("info", `state file ${path}: none yet, starting clean`);
+      // Expected on a first start, but also what a wiped state directory looks like.
+      return logger.log("warn", `state file ${path}: none yet (first start?); starting clean`);
     }
     return logger.log("warn", `state file ${path}: cannot read (${errorText(e)}); starting clean`);
   }

@@ -37,7 +37,7 @@ function sessionSnapshot(ageMs = 0): Uint8Array {
 }
 
 const FILES: [string, (path: string) => Promise<void>, RegExp][] = [
-  ["a missing file", async () => {}, /INFO .*none yet, starting clean/],
+  ["a missing file", async () => {}, /WARN .*none yet \(first start\?\); starting clean/],
   ["an empty file", (p) => Deno.writeFile(p, new Uint8Array()), /WARN .*truncated/],
   ["a truncated file", (p) => Deno.writeFile(p, sessionSnapshot().subarray(0, 100)), /WARN/],
   ["a text file", (p) => Deno.writeTextFile(p, "hello\n".repeat(20)), /WARN .*not a wg-bridge/],
