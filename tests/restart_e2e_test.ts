@@ -38,13 +38,22 @@ const HANDSHAKE_MS = 25_000;
 /** Pings every PING_INTERVAL_S across a restart. */
 const PING_INTERVAL_S = 0.1;
 
+/** State directories made by the running test, removed when it ends. */
+const stateDirs: string[] = [];
+
 function e2eTest(name: string, fn: () => Promise<void>): void {
   Deno.test({
     name,
     ignore: cannotRun !== null,
     sanitizeOps: false,
     sanitizeResources: false,
-    fn,
+    fn: async () => {
+      try {
+        await fn();
+      } finally {
+        for (const dir of stateDirs.splice(0)) await Deno.remove(dir, { recursive: true });
+      }
+    },
   });
 }
 
@@ -77,6 +86,7 @@ async function setUp(lab: Lab, activated = false): Promise<Setup> {
   }
   const [a, b] = nodes;
   const dir = await Deno.makeTempDir({ prefix: "wg-bridge-e2e-state-" });
+  stateDirs.push(dir);
   const stateFile = `${dir}/state`;
   const groups = [[a.publicKey, b.publicKey]];
   const permissions = [`--allow-read=${dir}`, `--allow-write=${dir}`];
