@@ -2,7 +2,7 @@
 #
 #   docker build -t wg-bridge .
 #   docker run -d --name wg-bridge -p 51820:51820/udp \
-#     -v /etc/wg-bridge:/etc/wg-bridge:ro wg-bridge
+#     -v /etc/wg-bridge:/etc/wg-bridge:ro -v wg-bridge-state:/var/lib/wg-bridge wg-bridge
 #   docker kill -s HUP wg-bridge        # reload the config
 #
 # The sandboxed image (no FFI; the portable datapath, several times slower, see README):
@@ -21,6 +21,8 @@ COPY lib/ lib/
 COPY io/ io/
 # npm packages exactly as deno.lock records them; compile embeds them in the binary.
 RUN deno install --frozen && deno task "$COMPILE_TASK" && ./wg-bridge --version
+# An empty directory for the state file, copied below with the runtime user as owner.
+RUN mkdir -p /src/state
 
 # ---- run: distroless "cc" carries only glibc, libgcc and CA certificates, which is what the
 # compiled binary links against; no shell, no package manager. The Linux datapath opens
@@ -31,10 +33,14 @@ RUN deno install --frozen && deno task "$COMPILE_TASK" && ./wg-bridge --version
 # socket buffers are capped by net.core.rmem_max/wmem_max, as on the host).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/wg-bridge /usr/local/bin/wg-bridge
+# The state file keeps every tunnel across restarts and upgrades (README "Restarts"). A volume
+# here starts out owned by nonroot; without one Docker makes an anonymous volume.
+COPY --from=build --chown=65532:65532 /src/state /var/lib/wg-bridge
+VOLUME /var/lib/wg-bridge
 USER nonroot
 EXPOSE 51820/udp
 # Config: mount a directory at /etc/wg-bridge, not a single file. Editors replace files on
 # save, and a single-file bind mount keeps showing the old one, so SIGHUP would reload stale
 # config.
 ENTRYPOINT ["/usr/local/bin/wg-bridge"]
-CMD ["--config", "/etc/wg-bridge/config.json"]
+CMD ["--config", "/etc/wg-bridge/config.json", "--state-file", "/var/lib/wg-bridge/state"]

@@ -11,6 +11,8 @@ import { BindError } from "./io/datapath.ts";
 import { loadSettings } from "./io/config_file.ts";
 import { fetchStatus, HttpBindError, type OpsServer, serveOps } from "./io/http.ts";
 import { bindDatapath } from "./io/bind.ts";
+import { inheritedSockets } from "./io/socket_activation.ts";
+import { openStateFile } from "./io/state_file.ts";
 import { parseHostPort } from "./lib/address.ts";
 import { type CliResult, parseCommandLine, USAGE } from "./lib/cli.ts";
 import { parseConfig } from "./lib/config.ts";
@@ -99,12 +101,17 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
   relay.recordEvents = logger.enabled("info");
   let bound;
   try {
-    bound = bindDatapath(options.datapath, options.listen, options.port, logger);
+    const inherited = inheritedSockets();
+    bound = bindDatapath(options.datapath, options.listen, options.port, logger, inherited);
   } catch (e) {
     if (e instanceof BindError) fail(e.message);
     throw e;
   }
   const datapath = bound.datapath;
+  // Restored before the first datagram is read: tunnels carry on where the last process left.
+  const state = options.stateFile
+    ? await openStateFile(options.stateFile, relay, logger, datapath.sockets)
+    : logger.log("info", "no state file: a restart drops every tunnel (see --state-file)");
   const config = { reloadsApplied: 0, reloadsFailed: 0, loadedAt: Date.now() / 1000 };
   let running = true;
   let ops: OpsServer | undefined;
@@ -211,6 +218,7 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
     clearInterval(expiry);
     clearInterval(summary);
     datapath.close();
+    await state?.stop();
     await ops?.close();
     Deno.exit(0);
   };

@@ -20,7 +20,7 @@ import type { Logger } from "../lib/log.ts";
 import type { Datapath as DatapathChoice } from "../lib/settings.ts";
 import { openLibc } from "./libc.ts";
 import { bindDenoUdp } from "./udp_deno.ts";
-import { bindLinuxUdp } from "./udp_linux.ts";
+import { adoptLinuxUdp, bindLinuxUdp } from "./udp_linux.ts";
 
 /**
  * What the portable datapath costs where the Linux one could run: its packet rate against the
@@ -52,13 +52,17 @@ function portableReason(choice: DatapathChoice, linuxUnavailable: string): strin
 /**
  * Binds the chosen datapath. Throws {@link BindError} when the sockets cannot be bound, or when
  * `linux` was asked for and cannot be had (with the reason: not Linux, no `--allow-ffi`, ...).
+ * With `inherited` descriptors (socket activation) it adopts those instead of binding, which
+ * only the Linux datapath can.
  */
 export function bindDatapath(
   choice: DatapathChoice,
   addresses: BindAddress[],
   port: number,
   logger: Logger,
+  inherited?: number[],
 ): BoundDatapath {
+  if (inherited) return adoptDatapath(choice, inherited, logger);
   const libc = choice === "deno" ? "not asked for" : openLibc();
   if (typeof libc !== "string") {
     return {
@@ -70,5 +74,19 @@ export function bindDatapath(
   return {
     datapath: bindDenoUdp(addresses, port, logger),
     description: `datapath: deno (${portableReason(choice, libc)})`,
+  };
+}
+
+function adoptDatapath(choice: DatapathChoice, fds: number[], logger: Logger): BoundDatapath {
+  const libc = choice === "deno" ? "is not chosen (--datapath deno)" : openLibc();
+  if (typeof libc === "string") {
+    throw new BindError(
+      `socket activation passed ${fds.length} socket(s), which only the linux datapath can ` +
+        `use, and the linux datapath ${libc}`,
+    );
+  }
+  return {
+    datapath: adoptLinuxUdp(libc, fds, logger),
+    description: `datapath: linux (recvmmsg/sendmmsg through ${libc.path}, sockets from systemd)`,
   };
 }

@@ -27,7 +27,32 @@ export interface Datapath {
   run(relay: Relay, logger: Logger): Promise<void>;
   /** Closes the sockets; `run` then resolves. */
   close(): void;
+  /** Names sockets for the state file (io/state_file.ts); absent: replies use the receiver. */
+  readonly sockets?: SocketNames;
+}
+
+/** How a datapath names its sockets, so that a restored address replies from the right one. */
+export interface SocketNames {
+  /** The label of the socket an endpoint's `via` names (empty when unknown). */
+  labelOf(via: unknown): string;
+  /** The socket for a saved label and address family; undefined: the receiving socket. */
+  viaFor(label: string, family: 4 | 6): unknown;
 }
 
 /** Why binding failed, in words for the admin. */
 export class BindError extends Error {}
+
+/**
+ * {@link SocketNames} over a datapath's sockets: a saved label finds the socket bound there,
+ * or failing that the first one of the address's family.
+ */
+export function socketNames<T extends { readonly label: string }>(
+  sockets: readonly T[],
+  familyOf: (socket: T) => 4 | 6,
+): SocketNames {
+  return {
+    labelOf: (via) => sockets.includes(via as T) ? (via as T).label : "",
+    viaFor: (label, family) =>
+      sockets.find((s) => s.label === label) ?? sockets.find((s) => familyOf(s) === family),
+  };
+}

@@ -8,7 +8,13 @@ import { MAX_DATAGRAM_SIZE } from "../lib/constants.ts";
 import type { Endpoint } from "../lib/endpoints.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Relay } from "../lib/relay.ts";
-import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
+import {
+  type BindAddress,
+  BindError,
+  type Datapath,
+  type SocketNames,
+  socketNames,
+} from "./datapath.ts";
 
 interface Socket {
   conn: Deno.DatagramConn;
@@ -74,10 +80,12 @@ function sendAddress(endpoint: Endpoint): Deno.NetAddr {
 class DenoUdpDatapath implements Datapath {
   readonly #sockets: Socket[];
   readonly labels: string[];
+  readonly sockets: SocketNames;
 
   constructor(sockets: Socket[]) {
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
+    this.sockets = socketNames(sockets, (s) => s.label.startsWith("[") ? 6 : 4);
   }
 
   run(relay: Relay, logger: Logger): Promise<void> {

@@ -43,7 +43,13 @@ import { MAX_DATAGRAM_SIZE } from "../lib/constants.ts";
 import type { Endpoint } from "../lib/endpoints.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Relay } from "../lib/relay.ts";
-import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
+import {
+  type BindAddress,
+  BindError,
+  type Datapath,
+  type SocketNames,
+  socketNames,
+} from "./datapath.ts";
 import {
   EADDRINUSE,
   EADDRNOTAVAIL,
@@ -79,6 +85,8 @@ import {
   AF_INET,
   AF_INET6,
   encodeSockaddr,
+  formatIPv4,
+  formatIPv6,
   SEND_LENGTH,
   SendAddresses,
   SOCKADDR_IN6_SIZE,
@@ -398,6 +406,7 @@ export function bindLinuxUdp(
 
 class LinuxUdpDatapath implements Datapath {
   readonly labels: string[];
+  readonly sockets: SocketNames;
   readonly #libc: Libc;
   readonly #sockets: LinuxSocket[];
   readonly #names = new AddressNames();
@@ -419,6 +428,7 @@ class LinuxUdpDatapath implements Datapath {
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
     this.#locals = new LocalAddresses(sockets.length);
+    this.sockets = socketNames(sockets, (s) => s.family === AF_INET6 ? 6 : 4);
     this.#pollfds = new Uint8Array(8 * sockets.length);
     this.#pollCount = BigInt(sockets.length);
     const view = new DataView(this.#pollfds.buffer);
@@ -757,4 +767,49 @@ class LinuxUdpDatapath implements Datapath {
   #log(message: string): void {
     this.#logger?.log("debug", message);
   }
+}
+
+/**
+ * The Linux datapath over UDP sockets opened by someone else: systemd socket activation
+ * (`wg-bridge.socket` holds the sockets across restarts and passes them as `fds`, see
+ * io/socket_activation.ts), so that datagrams arriving while the bridge restarts wait in the
+ * socket instead of being refused. Each fd must be a bound UDP socket; blocking or not, every
+ * call here passes MSG_DONTWAIT. Buffers are raised as {@link bindLinuxUdp} does.
+ */
+export function adoptLinuxUdp(
+  libc: Libc,
+  fds: number[],
+  logger: Logger,
+  options: LinuxUdpOptions = {},
+): Datapath {
+  const fn = libc.fn;
+  const bufferSize = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+  const int = new Int32Array(1);
+  const intBytes = new Uint8Array(int.buffer);
+  const sockets = fds.map((fd, index) => {
+    const address = new Uint8Array(SOCKADDR_IN6_SIZE);
+    const length = new Uint32Array([SOCKADDR_IN6_SIZE]);
+    if (fn.getsockname(fd, address, new Uint8Array(length.buffer)) !== 0) {
+      throw new BindError(`inherited socket ${fd}: ${libc.describe(libc.errno())}`);
+    }
+    const family = address[0] | (address[1] << 8);
+    const port = (address[2] << 8) | address[3];
+    if (family !== AF_INET && family !== AF_INET6) {
+      throw new BindError(`inherited socket ${fd} is not an IPv4 or IPv6 socket`);
+    }
+    const host = family === AF_INET ? formatIPv4(address, 4) : formatIPv6(address, 8);
+    for (const [force, plain] of [[SO_RCVBUFFORCE, SO_RCVBUF], [SO_SNDBUFFORCE, SO_SNDBUF]]) {
+      int[0] = bufferSize;
+      if (fn.setsockopt(fd, SOL_SOCKET, force, intBytes, 4) !== 0) {
+        fn.setsockopt(fd, SOL_SOCKET, plain, intBytes, 4);
+      }
+    }
+    // Replies leave from the address each datagram came to, as on sockets of our own.
+    int[0] = 1;
+    if (family === AF_INET6) fn.setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, intBytes, 4);
+    fn.setsockopt(fd, IPPROTO_IP, IP_PKTINFO, intBytes, 4);
+    return new LinuxSocket(fd, family, labelOf(host, port), index);
+  });
+  logger.log("info", `adopted ${sockets.length} inherited socket(s) (socket activation)`);
+  return new LinuxUdpDatapath(libc, sockets);
 }

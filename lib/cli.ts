@@ -81,6 +81,8 @@ Flags override the config file. SIGHUP re-reads the config file.
       --metrics-listen ADDR:PORT  serve /metrics, /healthz and /status over HTTP
                         (off by default; e.g. ${DEFAULT_METRICS_LISTEN}; "off" disables
                         a listener set in the config file)
+      --state-file PATH keep sessions across restarts in PATH (written every 10 s
+                        and on SIGTERM; "off" disables one set in the config file)
       --datapath KIND   auto, deno or linux (default auto: linux when this is
                         64-bit Linux and --allow-ffi was granted, else deno)
       --max-sessions N  established sessions kept (default ${d.maxSessions},
@@ -157,6 +159,7 @@ function parseOrThrow(args: string[]): CliResult {
       "summary-interval": { type: "string" },
       "metrics-listen": { type: "string" },
       datapath: { type: "string" },
+      "state-file": { type: "string" },
       "max-sessions": { type: "string" },
       "max-pending": { type: "string" },
       "handshake-rate": { type: "string" },
@@ -219,6 +222,9 @@ function parseOrThrow(args: string[]): CliResult {
   if (values.datapath !== undefined) {
     flags.datapath = oneOf<Datapath>("datapath", values.datapath, DATAPATHS);
   }
+  const stateFile = values["state-file"];
+  if (stateFile === "") throw new CliError("--state-file: empty file name");
+  if (stateFile !== undefined) flags.stateFile = stateFile === "off" ? null : stateFile;
   for (const [flag, field] of LIMIT_FLAGS) {
     const text = values[flag];
     if (text === undefined) continue;

@@ -19,7 +19,8 @@
  *   ],
  *   "limits": { "maxSessions": 100000, "handshakeRate": 20 },
  *   "log": { "level": "info", "format": "text", "summaryInterval": 300 },
- *   "metrics": { "listen": "127.0.0.1:9586" }
+ *   "metrics": { "listen": "127.0.0.1:9586" },
+ *   "stateFile": "/var/lib/wg-bridge/state"
  * }
  * ```
  *
@@ -66,7 +67,7 @@ export function parseConfig(text: string, fileName: string): ConfigResult {
   }
 }
 
-const TOP_FIELDS = ["port", "listen", "groups", "limits", "log", "metrics"] as const;
+const TOP_FIELDS = ["port", "listen", "groups", "limits", "log", "metrics", "stateFile"] as const;
 const LOG_FIELDS = ["level", "format", "summaryInterval"] as const;
 const LIMIT_FIELDS = Object.keys(DEFAULT_RELAY_OPTIONS) as (keyof RelayOptions)[];
 
@@ -121,6 +122,11 @@ function readSettings(json: Json): SettingsLayer {
       }
       settings.metricsListen = parsed;
     }
+  }
+  if (top.stateFile === null) settings.stateFile = null;
+  else if (top.stateFile !== undefined) {
+    settings.stateFile = string(top.stateFile, "stateFile");
+    if (settings.stateFile === "") throw new ConfigError("stateFile", "empty file name");
   }
   return settings;
 }

@@ -32,12 +32,24 @@ export type RandomSource = (bytes: Uint8Array) => void;
 
 const SECRET_SIZE = 32;
 
+/** The cookie secrets as a snapshot keeps them. */
+export interface CookieSecrets {
+  /** The current secret (32 bytes). */
+  current: Uint8Array;
+  /** When it was made (ms). */
+  bornAt: number;
+  /** The previous secret, while it is still accepted. */
+  previous: Uint8Array | undefined;
+}
+
 /** Makes cookies, checks mac2 and writes cookie replies. One per bridge. */
 export class CookieChecker {
   readonly #random: RandomSource;
   readonly #current: KeyedBlake2s;
   readonly #previous: KeyedBlake2s;
   readonly #secret = new Uint8Array(SECRET_SIZE);
+  /** The previous secret's bytes, kept only so that a snapshot can carry it. */
+  readonly #previousSecret = new Uint8Array(SECRET_SIZE);
   #bornAt = -Infinity;
   #hasPrevious = false;
   readonly #cookie = new Uint8Array(COOKIE_SIZE);
@@ -62,7 +74,10 @@ export class CookieChecker {
     if (now - this.#bornAt < COOKIE_SECRET_MAX_AGE_MS) return;
     this.#hasPrevious = this.#bornAt !== -Infinity &&
       now - this.#bornAt < 2 * COOKIE_SECRET_MAX_AGE_MS;
-    if (this.#hasPrevious) this.#previous.setKey(this.#secret);
+    if (this.#hasPrevious) {
+      this.#previous.setKey(this.#secret);
+      this.#previousSecret.set(this.#secret);
+    }
     this.#random(this.#secret);
     this.#current.setKey(this.#secret);
     this.#bornAt = now;
@@ -133,5 +148,31 @@ export class CookieChecker {
     out.set(packet.subarray(OFFSET_SENDER_INDEX, OFFSET_SENDER_INDEX + 4), 4);
     out.set(this.#nonce, OFFSET_COOKIE_NONCE);
     out.set(sealed, OFFSET_COOKIE_ENCRYPTED);
+  }
+
+  /**
+   * The secrets and when the current one was made (for the state file): restoring them keeps
+   * the cookies peers hold valid across a restart, so proven peers need no new challenge.
+   * Undefined before the first secret is made.
+   */
+  exportSecrets(): CookieSecrets | undefined {
+    if (this.#bornAt === -Infinity) return undefined;
+    return {
+      current: this.#secret.slice(),
+      bornAt: this.#bornAt,
+      previous: this.#hasPrevious ? this.#previousSecret.slice() : undefined,
+    };
+  }
+
+  /** Takes secrets saved by {@link CookieChecker.exportSecrets} (`bornAt` on this clock). */
+  importSecrets(secrets: CookieSecrets): void {
+    this.#secret.set(secrets.current);
+    this.#current.setKey(this.#secret);
+    this.#bornAt = secrets.bornAt;
+    this.#hasPrevious = secrets.previous !== undefined;
+    if (secrets.previous) {
+      this.#previousSecret.set(secrets.previous);
+      this.#previous.setKey(this.#previousSecret);
+    }
   }
 }

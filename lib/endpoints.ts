@@ -192,6 +192,17 @@ export class EndpointTable {
     }
   }
 
+  /**
+   * Every endpoint, one at a time, for walks that pause between steps (the state file): the
+   * table may change meanwhile; endpoints added or forgotten during the walk may be missed.
+   */
+  *values(): Generator<Endpoint, void, undefined> {
+    for (const entry of this.#byHost.values()) {
+      if (entry instanceof Map) yield* entry.values();
+      else yield entry;
+    }
+  }
+
   /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
   sweep(now: number): number {
     const before = this.#size;

@@ -191,4 +191,13 @@ export class KeyDirectory {
     for (const c of this.#candidates) n += c.size;
     return n;
   }
+
+  /** Every located key with its address and when it was last seen there (for snapshots). */
+  locations(): { key: PeerKey; endpoint: Endpoint; seenAt: number }[] {
+    const out: { key: PeerKey; endpoint: Endpoint; seenAt: number }[] = [];
+    this.#located.forEach((endpoint, id) => {
+      if (endpoint) out.push({ key: this.#registry.keys[id], endpoint, seenAt: this.#seenAt[id] });
+    });
+    return out;
+  }
 }

@@ -29,6 +29,8 @@ import {
   type RelayOptions,
   RelayState,
 } from "./relay_state.ts";
+import type { Snapshot, SnapshotSource } from "./snapshot.ts";
+import { captureState, type RestoreOutcome, restoreState } from "./state_snapshot.ts";
 import type { RelayStats } from "./stats.ts";
 import { relayTransport } from "./transport_path.ts";
 
@@ -186,5 +188,26 @@ export class Relay {
       }
     }
     return { kept: sessions.length, removed: removed.length };
+  }
+
+  /**
+   * Copies what a state file keeps, at monotonic `now` and wall time `wallTime` (ms);
+   * `viaLabel` names the socket of an endpoint's `via`. See lib/state_snapshot.ts.
+   */
+  capture(now: number, wallTime: number, viaLabel: (via: unknown) => string): SnapshotSource {
+    return captureState(this.#state, now, wallTime, viaLabel);
+  }
+
+  /**
+   * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the socket for a saved
+   * socket label. Changes nothing when the snapshot is refused. See lib/state_snapshot.ts.
+   */
+  restore(
+    snapshot: Snapshot,
+    now: number,
+    wallTime: number,
+    viaFor: (label: string, family: 4 | 6) => unknown,
+  ): RestoreOutcome {
+    return restoreState(this.#state, snapshot, now, wallTime, viaFor);
   }
 }

@@ -56,6 +56,15 @@ class Generation {
     this.size++;
   }
 
+  /** The fingerprints held, in bucket order. */
+  entries(): number[] {
+    const out: number[] = [];
+    for (let b = 0; b <= this.#mask; b++) {
+      if (this.#low[b] !== 0) out.push(this.#high[b] * 0x200000 + (this.#low[b] & 0x1fffff));
+    }
+    return out;
+  }
+
   clear(): void {
     if (this.size === 0) return;
     this.#high.fill(0);
@@ -125,5 +134,33 @@ export class ReplayFilter {
     this.#previous = this.#current;
     this.#current = recycled;
     this.#rotatedAt = now;
+  }
+
+  /** The remembered fingerprints by generation, and when the current one began (snapshots). */
+  exportEntries(): { rotatedAt: number; current: number[]; previous: number[] } {
+    return {
+      rotatedAt: this.#rotatedAt,
+      current: this.#current.entries(),
+      previous: this.#previous.entries(),
+    };
+  }
+
+  /**
+   * Replaces the contents with fingerprints saved by {@link ReplayFilter.exportEntries} (times
+   * already moved to this process's clock). Each generation keeps at most its capacity.
+   */
+  importEntries(rotatedAt: number, current: number[], previous: number[]): void {
+    this.#current.clear();
+    this.#previous.clear();
+    this.#rotatedAt = rotatedAt;
+    for (
+      const [generation, list] of [[this.#previous, previous], [this.#current, current]] as const
+    ) {
+      const n = Math.min(list.length, this.#capacity);
+      for (let i = 0; i < n; i++) {
+        const f = list[i];
+        generation.add(Math.floor(f / 0x200000) >>> 0, ((f % 0x200000) | 0x80000000) >>> 0);
+      }
+    }
   }
 }

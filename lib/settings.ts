@@ -49,6 +49,8 @@ export interface SettingsLayer {
   metricsListen?: HostPort | null;
   /** Which datapath moves the datagrams (a flag only). */
   datapath?: Datapath;
+  /** Where to keep state across restarts; `null` turns a file's setting off. */
+  stateFile?: string | null;
 }
 
 /** Everything the server needs to start. */
@@ -71,6 +73,8 @@ export interface ServerOptions {
   relay: RelayOptions;
   /** Which datapath moves the datagrams. */
   datapath: Datapath;
+  /** The state file kept across restarts, if any. */
+  stateFile?: string;
 }
 
 /** The outcome of merging layers. */
@@ -126,6 +130,7 @@ export function resolveSettings(
       metricsListen: metricsListen ?? undefined,
       relay: { ...DEFAULT_RELAY_OPTIONS, ...f.limits, ...flags.limits },
       datapath: flags.datapath ?? f.datapath ?? "auto",
+      stateFile: (flags.stateFile !== undefined ? flags.stateFile : f.stateFile) ?? undefined,
     },
   };
 }
@@ -145,6 +150,7 @@ export function restartOnlyChanges(running: ServerOptions, next: ServerOptions):
   if (running.logFormat !== next.logFormat) changed.push("log format");
   if (running.summaryIntervalMs !== next.summaryIntervalMs) changed.push("summary interval");
   if (!same(running.metricsListen, next.metricsListen)) changed.push("metrics listener");
+  if (running.stateFile !== next.stateFile) changed.push("state file");
   return changed;
 }
 
@@ -167,6 +173,7 @@ export function describeSettings(options: ServerOptions, registry: KeyRegistry):
     `log: ${options.logLevel}, ${options.logFormat}, summary ` +
       (options.summaryIntervalMs > 0 ? `every ${options.summaryIntervalMs / 1000} s` : "off"),
   );
+  lines.push(`state file: ${options.stateFile ?? "off (a restart drops every tunnel)"}`);
   const r = options.relay;
   lines.push(
     `limits: ${r.maxSessions} sessions, ${r.maxPending} pending handshakes, ` +

@@ -50,6 +50,8 @@ Deno.test("the Dockerfile builds with the official Deno image and runs on distro
   const cmd = JSON.parse(runStage.find(([k]) => k === "CMD")![1]) as string[];
   const cli = parseCommandLine(cmd);
   assert.ok(cli.ok && cli.command === "run" && cli.configPath === "/etc/wg-bridge/config.json");
+  assert.equal(cli.flags.stateFile, "/var/lib/wg-bridge/state", "the state file is on");
+  assert.ok(runStage.some(([k, v]) => k === "VOLUME" && v === "/var/lib/wg-bridge"));
   assert.ok(!runStage.some(([k]) => k === "RUN"), "distroless has no shell to RUN anything");
 });
 
@@ -122,11 +124,15 @@ Deno.test("the compose example mounts the config directory and publishes the rig
   );
   assert.match(text, /^\s+- \.\/wg-bridge:\/etc\/wg-bridge:ro$/m, "a directory, read-only");
   assert.match(text, /^\s+cap_drop: \[ALL\]$/m);
-  const command = JSON.parse(/^\s+command: (\[.*\])$/m.exec(text)![1]) as string[];
+  // A flow sequence, on one line or (as deno fmt wraps it) several with a trailing comma.
+  const flow = /^\s+command: (\[[^\]]*\])$/m.exec(text)![1].replace(/,\s*\]$/, "]");
+  const command = JSON.parse(flow) as string[];
   const cli = parseCommandLine(command);
   assert.ok(cli.ok && cli.command === "run", JSON.stringify(cli));
   assert.equal(cli.configPath, "/etc/wg-bridge/config.json");
   assert.deepEqual(cli.flags.metricsListen, { host: "0.0.0.0", port: 9586 });
+  assert.equal(cli.flags.stateFile, "/var/lib/wg-bridge/state");
+  assert.match(text, /^\s+- state:\/var\/lib\/wg-bridge$/m, "the state file on a volume");
   assert.ok(!text.includes("\t"), "YAML forbids tabs");
 });
 
@@ -152,7 +158,8 @@ Deno.test("the compose example is YAML that says what the text checks read", asy
   const compose = JSON.parse(new TextDecoder().decode(out.stdout));
   const service = compose.services["wg-bridge"];
   assert.deepEqual(service.ports, ["51820:51820/udp", "127.0.0.1:9586:9586/tcp"]);
-  assert.deepEqual(service.volumes, ["./wg-bridge:/etc/wg-bridge:ro"]);
+  assert.deepEqual(service.volumes, ["./wg-bridge:/etc/wg-bridge:ro", "state:/var/lib/wg-bridge"]);
+  assert.deepEqual(compose.volumes, { state: {} });
   assert.equal(service.read_only, true);
   assert.deepEqual(service.cap_drop, ["ALL"]);
 });

@@ -32,14 +32,19 @@ const LINUX = /datapath: linux \(recvmmsg\/sendmmsg through libc/;
 const SANDBOXED =
   /datapath: deno \(portable, sandboxed: no --allow-ffi; about [\d.-]+x the Linux datapath's packet rate\)/;
 
-Deno.test("the compile task grants network, reading and FFI, nothing else", async () => {
-  assert.deepEqual(await compileFlags(), [
-    "--unstable-net",
-    "--allow-net",
-    "--allow-read",
-    "--allow-ffi",
-  ]);
-});
+Deno.test(
+  "the compile task grants network, reading, the state directory, socket activation's variables and FFI, nothing else",
+  async () => {
+    assert.deepEqual(await compileFlags(), [
+      "--unstable-net",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write=/var/lib/wg-bridge",
+      "--allow-env=LISTEN_PID,LISTEN_FDS",
+      "--allow-ffi",
+    ]);
+  },
+);
 
 Deno.test("the sandboxed tasks are the default ones without FFI", async () => {
   const withoutFfi = (flags: string[]) => flags.filter((f) => f !== "--allow-ffi");

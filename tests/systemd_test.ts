@@ -17,6 +17,7 @@ import { parseCommandLine } from "../lib/cli.ts";
 import { startupLine, taskFlags } from "./support/startup_line.ts";
 
 const UNIT = new URL("../wg-bridge.service", import.meta.url);
+const SOCKET = new URL("../wg-bridge.socket", import.meta.url);
 const BINARY = "/usr/local/bin/wg-bridge";
 
 async function analyze(args: string[]) {
@@ -53,6 +54,7 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
       "RestrictAddressFamilies=AF_INET AF_INET6",
       "Restart=on-failure",
       "ExecReload=/bin/kill -HUP $MAINPID",
+      "StateDirectory=wg-bridge",
     ]
   ) {
     assert.ok(lines.includes(wanted), `missing ${wanted}`);
@@ -68,6 +70,7 @@ Deno.test("the unit has the hardening and reload the issue asks for", async () =
     const cli = parseCommandLine(args);
     assert.ok(cli.ok, `${line}: ${cli.ok ? "" : cli.error}`);
     assert.equal(cli.command === "run" || cli.command === "check", true, line);
+    if (cli.command === "run") assert.equal(cli.flags.stateFile, "/var/lib/wg-bridge/state");
   }
 });
 
@@ -116,6 +119,16 @@ Deno.test({
   },
 });
 
+Deno.test("the socket unit holds the service's port on IPv4 and IPv6, with room to queue", async () => {
+  const lines = directives(await Deno.readTextFile(SOCKET));
+  assert.deepEqual(lines.filter((l) => l.startsWith("ListenDatagram=")), [
+    "ListenDatagram=0.0.0.0:51820",
+    "ListenDatagram=[::]:51820",
+  ]);
+  assert.ok(lines.includes("BindIPv6Only=ipv6-only"), "one socket per family, as the bridge binds");
+  assert.ok(lines.some((l) => /^ReceiveBuffer=\d+M$/.test(l)));
+});
+
 Deno.test({
   name: "systemd-analyze verifies the unit cleanly and rates its exposure low",
   ignore: !available,
@@ -128,7 +141,9 @@ Deno.test({
       assert.ok(text.includes(BINARY));
       const unit = `${dir}/wg-bridge.service`;
       await Deno.writeTextFile(unit, text.replaceAll(BINARY, stub));
-      const verify = await analyze(["verify", unit]);
+      const socket = `${dir}/wg-bridge.socket`;
+      await Deno.copyFile(SOCKET, socket);
+      const verify = await analyze(["verify", unit, socket]);
       // verify exits 0 even for unknown keys and bad values; it only prints them. Any output
       // at all is a finding.
       assert.equal(verify.code, 0, verify.stderr);

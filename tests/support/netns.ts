@@ -180,8 +180,12 @@ export interface BridgeOptions {
   listen?: string[];
   /** `--log-level`, default `info`. */
   logLevel?: "debug" | "info" | "warn" | "error";
-  /** `--datapath`; `linux` also grants `--allow-ffi`. Default: none (the bridge's default). */
+  /** `--datapath`. Default: none (the bridge's default, as `deno task start` runs it). */
   datapath?: "deno" | "linux";
+  /** More flags, appended (e.g. `--state-file PATH`). */
+  args?: string[];
+  /** More Deno permissions (e.g. `--allow-write=DIR` for a state file). */
+  permissions?: string[];
 }
 
 /** A long-running child process whose output is kept (the last lines) for diagnostics. */
@@ -426,11 +430,13 @@ export class Lab {
   async startBridge(ns: Netns, opts: BridgeOptions): Promise<Proc> {
     await cacheBridgeDeps();
     // As `deno task start` runs it: the default (Linux) datapath, unless a test names one.
-    const argv = [Deno.execPath(), "run", ...START_FLAGS, MAIN_TS.pathname];
+    const argv = [Deno.execPath(), "run", ...START_FLAGS, ...opts.permissions ?? []];
+    argv.push(MAIN_TS.pathname);
     argv.push("-p", String(BRIDGE_PORT), "--log-level", opts.logLevel ?? "info");
     if (opts.datapath) argv.push("--datapath", opts.datapath);
     for (const group of opts.groups) argv.push("-k", group.join(","));
     for (const addr of opts.listen ?? []) argv.push("--listen", addr);
+    argv.push(...opts.args ?? []);
     const proc = this.spawn(ns, "bridge", argv, REPO_ROOT);
     const want = Math.max(1, opts.listen?.length ?? 0);
     await until("the bridge to bind its port", 20_000, async () => {
