@@ -35,6 +35,7 @@ import {
 
 /** WireGuard's timers (whitepaper names), in ms. */
 const REKEY_TIMEOUT = 5_000;
+const REKEY_TIMEOUT_JITTER_MAX = 333;
 const REKEY_AFTER_TIME = 120_000;
 const REJECT_AFTER_TIME = 180_000;
 const KEEPALIVE = 10_000;
@@ -94,7 +95,8 @@ export class HonestPeer {
     const index = net.freshIndex();
     const message = forgeInitiation(net.prng, index, peer.key, this.#mac2(net.now));
     this.#sent.set(index, { message, named: peer.key, peer, retried: false });
-    this.#lastAttempt.set(peer.name, net.now);
+    // WireGuard retransmits after REKEY_TIMEOUT plus up to 333 ms of jitter.
+    this.#lastAttempt.set(peer.name, net.now + net.prng.below(REKEY_TIMEOUT_JITTER_MAX + 1));
     net.genuine.set(net.macText(message), this);
     net.monitor.hintNamed(message, peer.key);
     return net.send(message, this.addr, this.name);
@@ -240,6 +242,8 @@ export class SimNet {
   readonly genuine = new Map<string, HonestPeer>();
   readonly peers = new Map<string, HonestPeer>();
   readonly owned = new Map<string, Owned>();
+  /** Honest peers' handshake messages the bridge dropped: peer name -> drop reasons. */
+  readonly genuineDrops = new Map<string, string[]>();
   /** Bytes that reached addresses nobody in the simulation owns. */
   readonly victims = new Map<string, { bytes: number; packets: number }>();
   readonly #queue: (() => void)[] = [];
@@ -284,6 +288,13 @@ export class SimNet {
   /** Sends a datagram from `from` to the bridge now, and delivers what it decides. */
   send(packet: Uint8Array, from: Addr, genuine?: string): Observed {
     const observed = this.monitor.feed(packet, from, this.now, genuine);
+    if (
+      genuine && observed.action === "drop" && (packet[0] === INITIATION || packet[0] === RESPONSE)
+    ) {
+      const list = this.genuineDrops.get(genuine) ?? [];
+      list.push(observed.reason ?? "?");
+      this.genuineDrops.set(genuine, list);
+    }
     for (const d of observed.deliveries) this.#deliver(d);
     this.#drain();
     return observed;
