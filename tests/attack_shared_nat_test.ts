@@ -101,3 +101,34 @@ for (const pairs of [100, 200]) {
     assertAsFast(race(pairs, v6Nat, v6Far), pairs);
   });
 }
+
+Deno.test("pairs behind one IPv4 address complete their handshakes while another host behind it floods garbage", () => {
+  const p = new Prng(0xfa1);
+  const groups: GroupSpecOf[] = [];
+  const specs = Array.from({ length: 4 }, (_, i) => {
+    const a = { key: prngKey(p), label: `p${i}a` }, b = { key: prngKey(p), label: `p${i}b` };
+    groups.push({ name: `p${i}`, keys: [a, b] });
+    return [a, b];
+  });
+  const net = new SimNet(groups, 0xfa1);
+  net.monitor.strict = false;
+  const pairs = specs.map(([a, b], i) => {
+    const pa = net.addPeer(a.label, a.key, v4Nat(2 * i));
+    const pb = net.addPeer(b.label, b.key, v4Nat(2 * i + 1));
+    pa.wants.push(pb);
+    pb.wants.push(pa);
+    return [pa, pb];
+  });
+  // Another host behind the same address sends 100 garbage initiations a second (random
+  // ports) for 20 s, while the four pairs start.
+  for (let ms = 0; ms < 20_000; ms++) {
+    if (ms % 10 === 0) {
+      const m = p.bytes(148);
+      m.set([1, 0, 0, 0]);
+      net.send(m, { host: "192.0.2.1", port: 20_000 + p.below(40_000) });
+    }
+    net.advance(1, 1);
+  }
+  const up = pairs.filter(([a, b]) => a.connected(b)).length;
+  assert.equal(up, pairs.length, `${up} of ${pairs.length} pairs up after 20 s of the flood`);
+});

@@ -5,7 +5,7 @@
  * confirmations and cookie replies, garbage and time jumps, while the honest peers keep their
  * tunnels up. Every invariant of tests/support/relay_invariants.ts is checked after every packet.
  *
- * At least 100,000 sequences of 10-30 moves, 50 per relay (a relay costs about a millisecond
+ * At least 100,000 sequences of 10-20 moves (a move is one to six packets), 50 per relay (a relay costs about a millisecond
  * to build), each opened by a fresh attacker after a random gap. Set FUZZ_SEED to replay another
  * series and FUZZ_SEQUENCES for more or fewer. A failure prints the world's seed, the sequence,
  * the violation and a shrunk list of moves that still breaks the same invariant, to paste into
@@ -30,7 +30,7 @@ Deno.test(
     let packets = 0;
     for (let done = 0; done < SEQUENCES; done += PER_WORLD) {
       const seed = series.u32();
-      const moves = drawSequences(new Prng(seed), Math.min(PER_WORLD, SEQUENCES - done), 10, 30);
+      const moves = drawSequences(new Prng(seed), Math.min(PER_WORLD, SEQUENCES - done), 10, 20);
       const run = playWorld(seed, moves, buildWorld);
       packets += moves.length;
       if (run.error === undefined) continue;

@@ -155,6 +155,8 @@ export class Attacker {
   /** Sends `packet` from `from`; `named` is the key a handshake's mac1 names. */
   #send(packet: Uint8Array, from: Addr, named = ""): void {
     const text = addrText(from);
+    // The attacker knows which key it named: telling the monitor spares it a MAC per key.
+    if (named) this.#net.monitor.hintNamed(packet, named);
     if (named && this.#net.owned.has(text)) {
       this.#sent.set(getU32(packet, 4), { message: packet.slice(), named, from: text });
     }
