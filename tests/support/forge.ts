@@ -192,3 +192,26 @@ export function openCookie(
     return undefined;
   }
 }
+
+/**
+ * A cookie reply as a bridge (or a peer under load) writes it: `cookie` encrypted under the
+ * cookie key of the key `sent`'s mac1 named, with `sent`'s mac1 as associated data.
+ */
+export function sealCookieReply(
+  prng: Prng,
+  sent: Uint8Array,
+  named: string,
+  cookie: Uint8Array,
+): Uint8Array {
+  const at = mac1At(sent);
+  const m = new Uint8Array(COOKIE_REPLY_SIZE);
+  m.set([COOKIE_REPLY, 0, 0, 0]);
+  m.set(sent.subarray(4, 8), 4);
+  const nonce = prng.bytes(24);
+  m.set(nonce, 8);
+  m.set(
+    xchacha20poly1305(keyInfo(named).cookieKey, nonce, sent.subarray(at, at + 16)).encrypt(cookie),
+    32,
+  );
+  return m;
+}
