@@ -72,7 +72,7 @@ Deno.test(
       const { aIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x100);
       await b.send(transport(aIndex, 0, 16));
       assert.ok(await a.next(4), "the tunnel is up");
-      // Up to 1,000 a second from B's IP, random ports and indices, for at most 4 s / 4,000 packets.
+      // Up to 1,000 a second from B's IP, random ports and indices; at most 4 s, 4,000 packets.
       const flood = (async () => {
         const started = Date.now();
         while (flooding && sent < 4000 && Date.now() - started < 4000) {

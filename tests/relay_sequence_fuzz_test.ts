@@ -3,14 +3,15 @@
  * [alice, bob, gw] and [gw, nas]), a key holder that spoofs plays random interleavings of forged
  * handshakes between its own ports, roams with next counters from spoofed sources, spoofed
  * confirmations and cookie replies, garbage and time jumps, while the honest peers keep their
- * tunnels up (the moves: tests/support/attacker.ts). Every invariant of tests/support/relay_invariants.ts is checked after every packet.
+ * tunnels up (the moves: tests/support/attacker.ts). Every invariant of
+ * tests/support/relay_invariants.ts is checked after every packet.
  *
  * At least 100,000 sequences of 10-20 moves (a move is one to six packets), 100 per relay (a
  * relay and its honest tunnels cost about 4 ms to set up), each opened by a fresh attacker after
- * a random gap (the relay keeps what earlier sequences left behind). Set FUZZ_SEED to replay another
- * series and FUZZ_SEQUENCES for more or fewer. A failure prints the world's seed, the sequence,
- * the violation and a shrunk list of moves that still breaks the same invariant, to paste into
- * `playWorld(seed, moves, buildWorld)`.
+ * a random gap (the relay keeps what earlier sequences left behind). Set FUZZ_SEED to replay
+ * another series and FUZZ_SEQUENCES for more or fewer. A failure prints the world's seed, the
+ * sequence, the violation and a shrunk list of moves that still breaks the same invariant, to
+ * paste into `playWorld(seed, moves, buildWorld)`.
  *
  * @module
  */
