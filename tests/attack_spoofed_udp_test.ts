@@ -1,8 +1,9 @@
 /**
  * Issue 10 against the real server on loopback, where spoofing matters: datagrams with forged
- * source addresses are sent through a raw socket (tests/support/raw_udp.ts; root only, skipped
- * with a message otherwise). The bridge runs at its default limits. Every load loop is bounded
- * in count and time; everything is sent to loopback only.
+ * source addresses are sent through a raw socket (tests/support/raw_udp.ts, from a child process
+ * given --allow-ffi, so the test task needs no FFI permission; root only, skipped with a message
+ * otherwise). The bridge runs at its default limits. Every load loop is bounded in count and
+ * time; everything is sent to loopback only.
  *
  * @module
  */
@@ -14,14 +15,14 @@ import {
   handshakeThroughBridge,
   SimPeer,
 } from "./support/bridge_process.ts";
-import { RawUdpSender } from "./support/raw_udp.ts";
+import { RawSpoofer } from "./support/raw_udp.ts";
 import { randomKey, readU32, response, transport } from "./support/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function rawOrSkip(): RawUdpSender | undefined {
-  const raw = RawUdpSender.open();
+async function rawOrSkip(): Promise<RawSpoofer | undefined> {
+  const raw = await RawSpoofer.start();
   if (typeof raw === "string") {
     console.log(`skipped: ${raw}`);
     return undefined;
@@ -59,7 +60,7 @@ Deno.test(
   "spoofed cookie-reply-shaped packets from a peer's IP do not block its handshakes (real server, raw sockets)",
   opts,
   async () => {
-    const raw = rawOrSkip();
+    const raw = await rawOrSkip();
     if (!raw) return;
     const kA = randomKey(), kB = randomKey();
     const bridge = await BridgeProcess.start(freePort(), ["-k", `${kA},${kB}`]);
@@ -79,7 +80,7 @@ Deno.test(
           // One at a time, about a millisecond apart: an even stream leaves the bucket no gaps.
           const packet = crypto.getRandomValues(new Uint8Array(64));
           packet.set([3, 0, 0, 0]);
-          raw.send(
+          await raw.send(
             { host: "127.0.0.3", port: 1024 + (packet[8] << 8 | packet[9]) % 60000 },
             dst,
             packet,
@@ -98,6 +99,7 @@ Deno.test(
       }
       flooding = false;
       await flood;
+      assert.equal(await raw.flush(), 0, "every spoofed datagram was sent");
       assert.deepEqual(
         reached,
         [true, true, true],
@@ -108,7 +110,7 @@ Deno.test(
       throw e;
     } finally {
       flooding = false;
-      raw.close();
+      await raw.close();
       await a.close();
       await b.close();
       await bridge.stop();
@@ -120,7 +122,7 @@ Deno.test(
   "a spoofed transport from a victim's address does not redirect a forged session's stream to it beyond its credit (real server, raw sockets)",
   opts,
   async () => {
-    const raw = rawOrSkip();
+    const raw = await rawOrSkip();
     if (!raw) return;
     // carol's peer is offline: her key is never located, so Q can get her initiations offered.
     const kAlice = randomKey(), kCarol = randomKey();
@@ -140,8 +142,9 @@ Deno.test(
       await q.next(4, 500);
       // One spoofed packet "from" the victim with Q's next counter.
       const spoofed = transport(i, 1, 16);
-      assert.ok(raw.send(victim.addr, dst, spoofed), "raw send");
-      await sleep(100);
+      await raw.send(victim.addr, dst, spoofed);
+      assert.equal(await raw.flush(), 0, "the spoofed datagram was sent");
+      await sleep(50);
       // P sends 200 packets of 1,000 bytes to Q's index (bounded: 200 packets, about 1 s).
       for (let counter = 1; counter <= 200; counter++) {
         await p.send(transport(0x30, counter, 1000));
@@ -157,7 +160,7 @@ Deno.test(
       console.error(bridge.log.slice(-3000));
       throw e;
     } finally {
-      raw.close();
+      await raw.close();
       await victim.close();
       await p.close();
       await q.close();

@@ -133,3 +133,102 @@ export class RawUdpSender {
     this.#lib.close();
   }
 }
+
+/**
+ * A raw sender in a child process with --allow-ffi (the test itself needs no FFI permission):
+ * the test writes one JSON line per datagram to its stdin.
+ */
+export class RawSpoofer {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #lines: AsyncIterator<string>;
+  readonly #encoder = new TextEncoder();
+
+  private constructor(child: Deno.ChildProcess, lines: AsyncIterator<string>) {
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#lines = lines;
+  }
+
+  /** Starts the child; a string says why spoofing is not possible here (then skip). */
+  static async start(): Promise<RawSpoofer | string> {
+    if (Deno.build.os !== "linux") return `raw sockets: needs Linux (this is ${Deno.build.os})`;
+    if (Deno.uid() !== 0) return "raw sockets: needs root (CAP_NET_RAW)";
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", new URL(import.meta.url).pathname],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+      new TransformStream<string, string>({
+        transform(chunk, controller) {
+          for (const line of chunk.split("\n")) if (line) controller.enqueue(line);
+        },
+      }),
+    )[Symbol.asyncIterator]();
+    const spoofer = new RawSpoofer(child, lines);
+    const first = await lines.next();
+    if (first.value !== "ready") {
+      await spoofer.close();
+      return first.value ?? "raw sockets: the sender did not start";
+    }
+    return spoofer;
+  }
+
+  /** Queues one datagram to `dst` (loopback) as if from `src`. */
+  async send(
+    src: { host: string; port: number },
+    dst: { host: string; port: number },
+    payload: Uint8Array,
+  ): Promise<void> {
+    const hex = Array.from(payload, (b) => b.toString(16).padStart(2, "0")).join("");
+    await this.#writer.write(this.#encoder.encode(JSON.stringify({ src, dst, hex }) + "\n"));
+  }
+
+  /** Waits until everything queued has been sent; returns how many sends failed so far. */
+  async flush(): Promise<number> {
+    await this.#writer.write(this.#encoder.encode("flush\n"));
+    const answer = await this.#lines.next();
+    return Number(answer.value ?? NaN);
+  }
+
+  /** Stops the child. */
+  async close(): Promise<void> {
+    try {
+      await this.#writer.close();
+    } catch {
+      // Already closed.
+    }
+    await this.#child.status;
+  }
+}
+
+async function serve(): Promise<void> {
+  const raw = RawUdpSender.open();
+  if (typeof raw === "string") {
+    console.log(raw);
+    return;
+  }
+  console.log("ready");
+  let failed = 0;
+  let pending = "";
+  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+    pending += chunk;
+    let end;
+    while ((end = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, end);
+      pending = pending.slice(end + 1);
+      if (line === "flush") {
+        console.log(String(failed));
+        continue;
+      }
+      const { src, dst, hex } = JSON.parse(line);
+      const payload = Uint8Array.from(hex.match(/../g) ?? [], (h: string) => parseInt(h, 16));
+      if (!raw.send(src, dst, payload)) failed++;
+    }
+  }
+  raw.close();
+}
+
+if (import.meta.main) await serve();
