@@ -20,6 +20,7 @@ import {
   namesKey,
   openCookie,
   RESPONSE,
+  streamSeed,
   TRANSPORT,
 } from "./forge.ts";
 import { Prng } from "./prng.ts";
@@ -253,10 +254,10 @@ export class SimNet {
 
   /** A network around a fresh relay over `groups`, seeded by `seed`. */
   constructor(groups: GroupSpecOf[], seed: number, options: Partial<RelayOptions> = {}) {
-    this.prng = new Prng(seed);
+    this.prng = new Prng(streamSeed(seed, "net"));
     this.now = 1_000_000;
     this.#lastExpire = this.now;
-    const relayRandom = new Prng(seed ^ 0x5eed);
+    const relayRandom = new Prng(streamSeed(seed, "relay"));
     this.monitor = RelayMonitor.create(groups, this.now, options, (b) => relayRandom.fill(b));
   }
 

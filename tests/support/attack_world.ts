@@ -9,7 +9,7 @@
 
 import type { RelayOptions } from "../../lib/relay.ts";
 import { type HonestPeer, SimNet } from "./attack_net.ts";
-import { prngKey } from "./forge.ts";
+import { prngKey, streamSeed } from "./forge.ts";
 import { Prng } from "./prng.ts";
 import type { Addr, GroupSpecOf } from "./relay_invariants.ts";
 
@@ -67,7 +67,7 @@ export function worldGroups(keys: Record<Label, string>): GroupSpecOf[] {
  * simulated time: the bridge must serve honest peers.
  */
 export function buildWorld(seed: number, options: Partial<RelayOptions> = {}): World {
-  const keyPrng = new Prng(seed ^ 0x6b657973);
+  const keyPrng = new Prng(streamSeed(seed, "keys"));
   const keys = Object.fromEntries(LABELS.map((l) => [l, prngKey(keyPrng)])) as Record<
     Label,
     string

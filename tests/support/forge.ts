@@ -11,7 +11,7 @@
 
 import { blake2s } from "@noble/hashes/blake2.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import type { Prng } from "./prng.ts";
+import { Prng } from "./prng.ts";
 import { fromBase64 } from "./wire.ts";
 
 /** Message types and sizes of the WireGuard whitepaper, as the attacker writes them. */
@@ -214,4 +214,15 @@ export function sealCookieReply(
     32,
   );
   return m;
+}
+
+/**
+ * An independent seed for the stream called `label` of a test seeded with `seed`. Streams that
+ * share a seed share their numbers: an attacker drawing from the honest peers' stream would
+ * "guess" their session indices.
+ */
+export function streamSeed(seed: number, label: string): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x9e3779b1) >>> 0;
+  return new Prng(h).u32();
 }

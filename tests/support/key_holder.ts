@@ -14,6 +14,7 @@ import {
   getU32,
   keyInfo,
   openCookie,
+  streamSeed,
 } from "./forge.ts";
 import { Prng } from "./prng.ts";
 import { type Addr, addrText, type Observed } from "./relay_invariants.ts";
@@ -27,7 +28,7 @@ export class KeyHolder {
   /** A key holder on `net`, its bytes drawn from `seed`. */
   constructor(net: SimNet, seed: number) {
     this.net = net;
-    this.prng = new Prng(seed);
+    this.prng = new Prng(streamSeed(seed, "key holder"));
   }
 
   /** The cookie the bridge gave the attacker's address `at`, if any. */
