@@ -27,7 +27,8 @@
  *   forwarded (the last within {@link LIVE_MS}), every initiation the bridge forwards whose
  *   mac1 names K goes to A and only to A.
  * - **caps**: pending handshakes ≤ maxPending, unconfirmed sessions ≤ maxPending, sessions ≤
- *   maxSessions, endpoints ≤ 2 × maxSessions + 4 × maxPending + keys.
+ *   maxSessions, endpoints ≤ the endpoint table's `capacity` if it has one, else
+ *   2 × maxSessions + 4 × maxPending + keys (today's sizing).
  *
  * @module
  */
@@ -167,7 +168,7 @@ export class RelayMonitor {
   readonly #honest = new Map<string, HonestKey>();
   readonly #honestAt = new Map<string, string>();
   readonly #named = new Map<string, PublicKeyInfo>();
-  #endpointCap: number;
+  readonly #endpointCap: number;
 
   /** A monitor over `relay`, configured with `groups`. */
   constructor(relay: Relay, groups: GroupSpecOf[]) {
@@ -182,7 +183,11 @@ export class RelayMonitor {
       }
     });
     const o = relay.options;
-    this.#endpointCap = 2 * o.maxSessions + 4 * o.maxPending + this.#keys.length;
+    // The endpoint table's own capacity if it states one, else today's sizing rule.
+    const stated = (relay.endpoints as unknown as { capacity?: number }).capacity;
+    this.#endpointCap = typeof stated === "number"
+      ? stated
+      : 2 * o.maxSessions + 4 * o.maxPending + this.#keys.length;
   }
 
   /** A relay over `groups` with `options` (default limits unless given), and its monitor. */
