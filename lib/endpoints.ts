@@ -40,6 +40,8 @@ export interface Endpoint {
    * bridge send the victim no more than the spoofer sent, which it could have sent directly.
    */
   credit: number;
+  /** Packets this address may still be sent while unproven: one per packet it sent. */
+  packetCredit: number;
   /** Session sides that point here: an endpoint in use by a session is never forgotten. */
   sessionRefs: number;
   /**
@@ -163,6 +165,7 @@ export class EndpointTable {
       rateKey: family === 4 ? normal : ipv6Prefix64(normal),
       provenUntil: 0,
       credit: 0,
+      packetCredit: 0,
       sessionRefs: 0,
       missAt: 0,
       keyId: -1,
@@ -240,6 +243,8 @@ export class EndpointTable {
  * holds without a cap; the cap keeps old traffic from paying for a burst much later.
  */
 export const MAX_CREDIT_BYTES = 1 << 20;
+/** The most packets of credit an unproven address can hold (see {@link MAX_CREDIT_BYTES}). */
+export const MAX_CREDIT_PACKETS = 1 << 14;
 
 /** Whether two endpoints share an IPv4 address or an IPv6 /64 (how NATs rebind). */
 export function samePrefix(a: Endpoint, b: Endpoint): boolean {

@@ -18,6 +18,13 @@ import { verifyMac1 } from "./mac.ts";
 import { TokenBucket } from "./rate_limiter.ts";
 import type { RelayStats } from "./stats.ts";
 
+/**
+ * How many recent targets every initiation is tried against before any charged scan: a bound
+ * on the MACs an unknown packet costs for free (about 16 µs), and enough for the hubs and
+ * gateways that new peers reach first.
+ */
+export const HOT_KEYS = 16;
+
 /** Why no key was found. */
 export type NoKey = "mac1-invalid" | "scan-budget";
 
@@ -29,13 +36,16 @@ export class KeyMatcher {
   readonly #scanBudget: TokenBucket;
   readonly #knownBudget: TokenBucket;
   readonly #provenBudget: TokenBucket;
+  /** The keys most recently found as targets, most recent first (see {@link HOT_KEYS}). */
+  readonly #hot: PeerKey[] = [];
 
   /**
-   * `scanBudget` is the number of MAC computations per second that scans may spend, in each of
-   * three pools: packets that carry our mac2 (their source answered a challenge), packets from
-   * hosts the bridge knows (a key lives there: NAT rebinding, a second peer of a known NAT),
-   * and everything else. Garbage from random spoofed sources then drains only the last, and a
-   * spoofer of known hosts only the second; neither can keep out a peer that answered a cookie.
+   * `scanBudget` is the number of MAC computations per second that scans may spend, split in
+   * three pools: a quarter for packets that carry our mac2 (their source answered a challenge),
+   * a quarter for packets from hosts the bridge knows (a key lives there: NAT rebinding, a
+   * second peer behind a known NAT), half for everything else. Garbage from random spoofed
+   * sources then drains only the last, and a spoofer of known hosts only the second; neither
+   * can keep out a peer that answered a cookie.
    */
   constructor(
     registry: KeyRegistry,
@@ -47,9 +57,9 @@ export class KeyMatcher {
     this.#registry = registry;
     this.#directory = directory;
     this.#stats = stats;
-    this.#scanBudget = new TokenBucket(scanBudget, scanBudget, now);
-    this.#knownBudget = new TokenBucket(scanBudget, scanBudget, now);
-    this.#provenBudget = new TokenBucket(scanBudget, scanBudget, now);
+    this.#scanBudget = new TokenBucket(scanBudget / 2, scanBudget / 2, now);
+    this.#knownBudget = new TokenBucket(scanBudget / 4, scanBudget / 4, now);
+    this.#provenBudget = new TokenBucket(scanBudget / 4, scanBudget / 4, now);
   }
 
   #try(packet: Uint8Array, key: PeerKey): boolean {
@@ -91,8 +101,12 @@ export class KeyMatcher {
     for (const hint of [source, neighbour]) {
       if (hint === undefined || hint.lastNamedKeyId < 0) continue;
       const hinted = keys[hint.lastNamedKeyId];
-      if (hinted && this.#try(packet, hinted)) return hinted;
+      if (hinted && this.#try(packet, hinted)) return this.#found(hinted);
     }
+    // New peers mostly initiate to the keys everyone talks to (a hub, a gateway): trying the
+    // few most recent targets first finds them for at most HOT_KEYS MACs, which garbage from
+    // random sources pays too but cannot drain, so it cannot keep such peers out.
+    for (const key of this.#hot) if (this.#try(packet, key)) return this.#found(key);
     const home = source ?? neighbour;
     const own = home && this.#directory.keyAt(home, now);
     const pool = proven ? this.#provenBudget : this.#scanBudget;
@@ -101,12 +115,23 @@ export class KeyMatcher {
         return "scan-budget";
       }
       const found = this.#tryGroupsOf(packet, own);
-      if (found) return found;
+      if (found) return this.#found(found);
     }
     if (!pool.take(now, keys.length)) return "scan-budget";
     this.#stats.keyScans++;
-    for (const key of keys) if (this.#try(packet, key)) return key;
+    for (const key of keys) if (this.#try(packet, key)) return this.#found(key);
     return "mac1-invalid";
+  }
+
+  /** Moves `key` to the front of the recent targets. */
+  #found(key: PeerKey): PeerKey {
+    const hot = this.#hot;
+    const at = hot.indexOf(key);
+    if (at === 0) return key;
+    if (at > 0) hot.splice(at, 1);
+    else if (hot.length >= HOT_KEYS) hot.pop();
+    hot.unshift(key);
+    return key;
   }
 
   /**

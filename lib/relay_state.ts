@@ -15,7 +15,13 @@ import {
   REKEY_TIMEOUT_MS,
 } from "./constants.ts";
 import { CookieChecker, type RandomSource } from "./cookie.ts";
-import { type Endpoint, EndpointTable, formatEndpoint, MAX_CREDIT_BYTES } from "./endpoints.ts";
+import {
+  type Endpoint,
+  EndpointTable,
+  formatEndpoint,
+  MAX_CREDIT_BYTES,
+  MAX_CREDIT_PACKETS,
+} from "./endpoints.ts";
 import type { RelayEvent } from "./events.ts";
 import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
 import { KeyDirectory } from "./key_directory.ts";
@@ -284,16 +290,19 @@ export class RelayState {
   credit(endpoint: Endpoint, bytes: number): void {
     const credit = endpoint.credit + bytes;
     endpoint.credit = credit > MAX_CREDIT_BYTES ? MAX_CREDIT_BYTES : credit;
+    if (endpoint.packetCredit < MAX_CREDIT_PACKETS) endpoint.packetCredit++;
   }
 
   /**
    * Whether `bytes` may be sent to `target` now, and if so charges its credit: a proven address
-   * takes anything; an unproven one only what it has sent (see {@link Endpoint.credit}).
+   * takes anything; an unproven one only what it has sent, in bytes and in packets (see
+   * {@link Endpoint.credit}).
    */
   spend(target: Endpoint, bytes: number, now: number): boolean {
     if (target.provenUntil >= now) return true;
-    if (target.credit < bytes) return false;
+    if (target.credit < bytes || target.packetCredit < 1) return false;
     target.credit -= bytes;
+    target.packetCredit--;
     return true;
   }
 

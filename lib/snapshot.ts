@@ -67,6 +67,7 @@ export const ENDPOINT_FIELDS: readonly EndpointField[] = [
   { id: 1, name: "provenUntil", time: true, maxAhead: REJECT_AFTER_TIME_MS },
   { id: 2, name: "credit", time: false, maxAhead: 0 },
   { id: 3, name: "missAt", time: true, maxAhead: 0 },
+  { id: 4, name: "packetCredit", time: false, maxAhead: 0 },
 ];
 
 /** One endpoint field of {@link ENDPOINT_FIELDS}. */

@@ -17,7 +17,7 @@
  */
 
 import { COOKIE_SECRET_MAX_AGE_MS, REJECT_AFTER_TIME_MS } from "./constants.ts";
-import { type Endpoint, keepEndpoint, MAX_CREDIT_BYTES } from "./endpoints.ts";
+import { type Endpoint, keepEndpoint, MAX_CREDIT_BYTES, MAX_CREDIT_PACKETS } from "./endpoints.ts";
 import { sessionColumns } from "./index_table.ts";
 import { KEY_ADDRESS_TTL_MS } from "./key_directory.ts";
 import type { PeerKey } from "./keys.ts";
@@ -210,9 +210,10 @@ function restoreEndpoints(
     for (const f of ENDPOINT_FIELDS) {
       if (!(f.name in e.fields)) continue;
       // Times move to this process's clock; a credit is never more than any address may hold.
-      const value = f.time
-        ? Math.max(0, shift + e.fields[f.name])
-        : Math.min(Math.max(0, e.fields[f.name]), MAX_CREDIT_BYTES);
+      const value = f.time ? Math.max(0, shift + e.fields[f.name]) : Math.min(
+        Math.max(0, e.fields[f.name]),
+        f.name === "packetCredit" ? MAX_CREDIT_PACKETS : MAX_CREDIT_BYTES,
+      );
       values[f.name] = value;
       if (f.time) keepEndpoint(endpoint, value);
     }

@@ -14,6 +14,7 @@ import { Logger } from "../lib/log.ts";
 import { decodeSnapshot, encodeSnapshotBytes } from "../lib/snapshot.ts";
 import { RelayHarness } from "./support/relay_harness.ts";
 import {
+  asDelivered,
   BridgeProcess,
   freePort,
   handshakeThroughBridge,
@@ -161,10 +162,10 @@ Deno.test(
     const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
     const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
     try {
-      const { aIndex, bIndex } = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
+      const { aIndex, bIndex, aOwn, bOwn } = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
       const first = transport(aIndex, 0, 50);
       await b.send(first);
-      assert.deepEqual(await a.next(4), first, "confirmed before the restart");
+      assert.deepEqual(await a.next(4), asDelivered(first, aOwn), "confirmed before the restart");
       assert.equal((await bridge.stop()).code, 0);
       assert.match(bridge.log, /state saved to .*state \(\d+ bytes/);
 
@@ -173,10 +174,10 @@ Deno.test(
       // A never spoke before: its first packet after the restart goes through at once.
       const toB = transport(bIndex, 0, 60);
       await a.send(toB);
-      assert.deepEqual(await b.next(4), toB, "the idle direction, at once");
+      assert.deepEqual(await b.next(4), asDelivered(toB, bOwn), "the idle direction, at once");
       const toA = transport(aIndex, 1, 70);
       await b.send(toA);
-      assert.deepEqual(await a.next(4), toA);
+      assert.deepEqual(await a.next(4), asDelivered(toA, aOwn));
       assert.equal(await a.next(1, 100), undefined, "no handshake was needed");
     } catch (e) {
       console.error(bridge.log);

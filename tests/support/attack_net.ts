@@ -29,7 +29,7 @@ import {
   addrText,
   type Delivery,
   type GroupSpecOf,
-  macText,
+  messageId,
   type Observed,
   RelayMonitor,
 } from "./relay_invariants.ts";
@@ -98,7 +98,7 @@ export class HonestPeer {
     this.#sent.set(index, { message, named: peer.key, peer, retried: false });
     // WireGuard retransmits after REKEY_TIMEOUT plus up to 333 ms of jitter.
     this.#lastAttempt.set(peer.name, net.now + net.prng.below(REKEY_TIMEOUT_JITTER_MAX + 1));
-    net.genuine.set(net.macText(message), this);
+    net.genuine.set(net.messageId(message), this);
     net.monitor.hintNamed(message, peer.key);
     return net.send(message, this.addr, this.name);
   }
@@ -126,22 +126,24 @@ export class HonestPeer {
     return net.send(forgeTransport(net.prng, s.theirs, s.counter++, payload), this.addr, this.name);
   }
 
-  /** Whether this peer can send to `peer` and `peer` to it. */
+  /**
+   * Whether this peer can send to `peer` and `peer` to it. (Not by comparing indices: each peer
+   * knows the other by the index it was given, which may be one the bridge chose.)
+   */
   connected(peer: HonestPeer): boolean {
     const a = this.sessions.get(peer.name), b = peer.sessions.get(this.name);
-    return a !== undefined && b !== undefined && a.mine === b.theirs && a.theirs === b.mine &&
-      a.canSend && b.canSend;
+    return a !== undefined && b !== undefined && a.canSend && b.canSend;
   }
 
   /** Handles a datagram the bridge sent to this peer. */
   receive(packet: Uint8Array): void {
     const net = this.#net;
     if (packet[0] === INITIATION) {
-      const from = net.genuine.get(net.macText(packet));
+      const from = net.genuine.get(net.messageId(packet));
       if (from && namesKey(packet, keyInfo(this.key))) this.#respond(from, getU32(packet, 4));
     } else if (packet[0] === RESPONSE) {
       const sent = this.#sent.get(getU32(packet, 8));
-      const from = net.genuine.get(net.macText(packet));
+      const from = net.genuine.get(net.messageId(packet));
       if (!sent || from !== sent.peer || sent.message[0] !== INITIATION) return;
       this.#sent.delete(getU32(packet, 8));
       this.handshakes++;
@@ -184,7 +186,7 @@ export class HonestPeer {
       lastSent: net.now,
       canSend: false,
     });
-    net.genuine.set(net.macText(message), this);
+    net.genuine.set(net.messageId(message), this);
     net.monitor.hintNamed(message, from.key);
     net.enqueue(message, this.addr, this.name);
   }
@@ -267,8 +269,8 @@ export class SimNet {
   }
 
   /** Hex of a handshake's mac1 (its identity for the simulation). */
-  macText(message: Uint8Array): string {
-    return macText(message);
+  messageId(message: Uint8Array): string {
+    return messageId(message);
   }
 
   /** Adds an honest peer. */

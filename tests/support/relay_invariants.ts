@@ -13,8 +13,11 @@
  *   a cookie reply (the monitor opens every cookie reply the bridge sends, with the public key
  *   the answered handshake's mac1 named). Its *network* is proven with it: the IPv4 address, or
  *   the IPv6 /64 (the issue's NAT-rebinding exception: a side that moves to another port of its
- *   proven address, or within its /64, may count as proven). Proof never lapses here (a lenient
- *   upper bound on what the bridge may do).
+ *   proven address, or within its /64, may count as proven). The same holds for an address that
+ *   echoed an index of the bridge's own: a handshake message the bridge forwarded to X with an
+ *   index other than the one its sender wrote (the bridge chose it and sent it only to X), and
+ *   then a response or transport packet from X carrying that index as its receiver. Proof never
+ *   lapses here (a lenient upper bound on what the bridge may do).
  * - **credit**: towards an address whose network is not proven, after every packet:
  *   bytes sent ≤ bytes received from it, and packets sent ≤ packets received from it, both per
  *   `host:port` and summed over its network; no single decision sends it more than one packet;
@@ -165,6 +168,8 @@ export class RelayMonitor {
   readonly #provenAddr = new Set<string>();
   readonly #provenNet = new Set<string>();
   readonly #cookies = new Map<string, Uint8Array[]>();
+  /** Indices the bridge wrote into handshake messages in place of their senders', by receiver. */
+  readonly #challenges = new Map<number, string>();
   readonly #honest = new Map<string, HonestKey>();
   readonly #honestAt = new Map<string, string>();
   readonly #named = new Map<string, PublicKeyInfo>();
@@ -220,11 +225,11 @@ export class RelayMonitor {
    */
   hintNamed(message: Uint8Array, key: string): void {
     if (this.#named.size > 50_000) this.#named.clear();
-    this.#named.set(macText(message), keyInfo(key));
+    this.#named.set(messageId(message), keyInfo(key));
   }
 
   #names(message: Uint8Array, key: PublicKeyInfo): boolean {
-    const hinted = this.#named.get(macText(message));
+    const hinted = this.#named.get(messageId(message));
     return hinted ? hinted === key : namesKey(message, key);
   }
 
@@ -272,6 +277,7 @@ export class RelayMonitor {
     }
     const observed: Observed = { action: d.action, reason: d.reason, deliveries };
     if (d.action === "reply") this.#noteCookie(d.payload, sent, fromText);
+    this.#noteChallenge(sent, deliveries);
     const what = () => describe(sent, fromText, observed);
     this.#checkCredit(deliveries, what);
     this.#checkIsolation(deliveries, genuine, what);
@@ -306,8 +312,29 @@ export class RelayMonitor {
     return [a, n];
   }
 
-  /** A handshake with mac2 under a cookie we saw the bridge send to this address proves it. */
+  /** Remembers an index the bridge wrote into a handshake message in place of its sender's. */
+  #noteChallenge(sent: Uint8Array, deliveries: Delivery[]): void {
+    if (deliveries.length !== 1 || mac1At(sent) < 0) return;
+    const out = deliveries[0].packet;
+    if (out[0] !== sent[0] || getU32(out, 4) === getU32(sent, 4)) return;
+    if (this.#challenges.size > 100_000) this.#challenges.clear();
+    this.#challenges.set(getU32(out, 4), addrText(deliveries[0].to));
+  }
+
+  /**
+   * A handshake with mac2 under a cookie we saw the bridge send to this address proves it; so
+   * does a response or transport packet echoing an index the bridge chose and sent only there.
+   */
   #noteProof(packet: Uint8Array, from: Addr, text: string): void {
+    const echoAt = packet[0] === RESPONSE && packet.length === 92
+      ? 8
+      : packet[0] === TRANSPORT && packet.length >= 32
+      ? 4
+      : -1;
+    if (echoAt >= 0 && this.#challenges.get(getU32(packet, echoAt)) === text) {
+      this.#provenAddr.add(text);
+      this.#provenNet.add(networkOf(from.host));
+    }
     if (mac1At(packet) < 0 || (packet[0] !== INITIATION && packet[0] !== RESPONSE)) return;
     const cookies = this.#cookies.get(text);
     if (!cookies) return;
@@ -324,7 +351,7 @@ export class RelayMonitor {
   /** Opens a cookie reply the bridge sent to the source of `sent`, to recognise its mac2 later. */
   #noteCookie(reply: Uint8Array, sent: Uint8Array, text: string): void {
     if (reply[0] !== COOKIE_REPLY || mac1At(sent) < 0) return;
-    const hinted = this.#named.get(macText(sent));
+    const hinted = this.#named.get(messageId(sent));
     for (const key of hinted ? [hinted] : this.#keys) {
       if (!namesKey(sent, key)) continue;
       const cookie = openCookie(reply, key, sent);
@@ -422,12 +449,17 @@ export class RelayMonitor {
   }
 }
 
-/** Hex of a handshake's mac1. */
-export function macText(message: Uint8Array): string {
-  const at = mac1At(message);
-  if (at < 0) return "";
+/**
+ * A handshake message's identity: the hex of its ephemeral public key, unique per message. Not
+ * its mac1 or indices: the bridge may write an index of its own into a handshake message (and
+ * mac1 with it) so that the receiver's answer proves its address; a WireGuard peer recognises
+ * the message by its Noise payload, which nobody but the sender can change.
+ */
+export function messageId(message: Uint8Array): string {
+  if (mac1At(message) < 0) return "";
+  const at = message[0] === 1 ? 8 : 12;
   let s = "";
-  for (let i = at; i < at + 16; i++) s += (message[i] < 16 ? "0" : "") + message[i].toString(16);
+  for (let i = at; i < at + 32; i++) s += (message[i] < 16 ? "0" : "") + message[i].toString(16);
   return s;
 }
 
