@@ -364,7 +364,7 @@ export function relayResponse(
     (evicted) => state.ended(evicted, "evicted"),
     responderDeliver,
   );
-  state.directory.learn(pending.target, source, now, readU32(packet, OFFSET_SENDER_INDEX));
+  state.directory.learn(pending.target, source, now);
   state.stats.sessionsLinked++;
   if (state.recordEvents) {
     state.events.push({

@@ -37,7 +37,6 @@ export class KeyDirectory {
   readonly #registry: KeyRegistry;
   readonly #located: (Endpoint | undefined)[];
   readonly #seenAt: Float64Array;
-  readonly #owner: Float64Array;
   readonly #candidates: Map<Endpoint, number>[];
   readonly #maxCandidates: number;
   #mark = 0;
@@ -47,34 +46,34 @@ export class KeyDirectory {
     this.#registry = registry;
     this.#located = new Array(registry.keys.length).fill(undefined);
     this.#seenAt = new Float64Array(registry.keys.length);
-    this.#owner = new Float64Array(registry.keys.length).fill(-1);
     this.#candidates = registry.groups.map(() => new Map());
     this.#maxCandidates = maxCandidates;
   }
 
   /**
-   * Records that `key` lives at `endpoint` (from a completed handshake or a roam), learned from
-   * the session side whose index is `owner` (-1: none). Returns false when it refuses:
+   * Records that `key` lives at `endpoint` (from a completed handshake or a roam). Returns false
+   * when it refuses:
    *
-   * - a key whose current address has spoken within {@link LOCATION_QUIET_MS} keeps it, unless
-   *   `force` (the side that established that location roamed, proven by its own counter). The
-   *   bridge cannot check a handshake's cryptography, so someone who merely knows a group's
-   *   public keys can play a whole handshake between two addresses of their own naming any key;
-   *   this rule stops that from stealing a live peer's location;
+   * - a key whose current address has spoken within {@link LOCATION_QUIET_MS} keeps it. The
+   *   bridge cannot check a handshake's cryptography, and indices and counters are chosen by
+   *   whoever sends them, so someone who merely knows a group's public keys can play a whole
+   *   handshake between two addresses of their own naming any key, and roam either side of it
+   *   anywhere (even through the live peer's own address). No handshake or roam moves a live
+   *   location; a peer that really moved goes quiet at its old address, and is followed once
+   *   that has lasted {@link LOCATION_QUIET_MS} (its sessions follow it at once meanwhile);
    * - an endpoint that hosts another key, fresh, is never taken over: one address is one
    *   WireGuard interface, so a session of another key "arriving" there is a forgery, and
    *   letting it re-assign the address would silently un-locate the live peer.
    */
-  learn(key: PeerKey, endpoint: Endpoint, now: number, owner = -1, force = false): boolean {
+  learn(key: PeerKey, endpoint: Endpoint, now: number): boolean {
     const previous = this.#located[key.id];
     const resident = this.keyAt(endpoint, now);
     if (resident !== undefined && resident !== key) return false;
-    if (previous !== endpoint && previous !== undefined && !force) {
+    if (previous !== endpoint && previous !== undefined) {
       const busy = this.#seenAt[key.id] + LOCATION_QUIET_MS > now;
       if (busy && previous.keyId === key.id) return false;
     }
     if (previous && previous !== endpoint && previous.keyId === key.id) previous.keyId = -1;
-    if (previous !== endpoint || owner >= 0) this.#owner[key.id] = owner;
     this.#located[key.id] = endpoint;
     this.#seenAt[key.id] = now;
     endpoint.keyId = key.id;
@@ -83,22 +82,13 @@ export class KeyDirectory {
   }
 
   /**
-   * The index of the session side whose handshake or roam put `key` where it is (-1: none).
-   * Only that side's roams carry the location along: a forged session roamed onto a live
-   * peer's address does not own the location it passes through.
-   */
-  ownerOf(key: PeerKey): number {
-    return this.#owner[key.id];
-  }
-
-  /**
    * Notes traffic from a session side of `key` at `endpoint`: keeps the key's location fresh,
    * or moves it here once the old location has gone quiet (a peer that re-handshook from a new
    * address while its old one was still fresh).
    */
-  touch(key: PeerKey, endpoint: Endpoint, now: number, owner: number): void {
+  touch(key: PeerKey, endpoint: Endpoint, now: number): void {
     if (this.#located[key.id] === endpoint) this.#seenAt[key.id] = now;
-    else this.learn(key, endpoint, now, owner);
+    else this.learn(key, endpoint, now);
   }
 
   /** Where `key` was last located, fresh or not (for the roaming rule). */
@@ -176,7 +166,6 @@ export class KeyDirectory {
       if (endpoint === undefined || this.#seenAt[id] + KEY_ADDRESS_TTL_MS >= now) continue;
       if (endpoint.keyId === id) endpoint.keyId = -1;
       this.#located[id] = undefined;
-      this.#owner[id] = -1;
     }
     for (const candidates of this.#candidates) {
       for (const [endpoint, expiresAt] of candidates) {

@@ -182,9 +182,9 @@ export class Relay {
     const sessions = state.table.list();
     for (const session of sessions) {
       const { initiator, responder } = session;
-      state.directory.learn(responder.key, responder.endpoint, now, responder.index);
+      state.directory.learn(responder.key, responder.endpoint, now);
       if (session.confirmed) {
-        state.directory.learn(initiator.key, initiator.endpoint, now, initiator.index);
+        state.directory.learn(initiator.key, initiator.endpoint, now);
       }
     }
     return { kept: sessions.length, removed: removed.length };

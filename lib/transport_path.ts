@@ -70,7 +70,7 @@ export function relayTransport(
     return state.drop("no-credit");
   }
   table.countPacket(from, packet.length, now);
-  state.directory.touch(table.keyOf(from), source, now, table.indexOf(from));
+  state.directory.touch(table.keyOf(from), source, now);
   const deliver = table.deliverOf(side);
   if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
   return state.forward(MESSAGE_TRANSPORT_TYPE, target);
@@ -121,13 +121,9 @@ function roam(
   if (previous.provenUntil > endpoint.provenUntil && samePrefix(previous, endpoint)) {
     endpoint.provenUntil = previous.provenUntil;
   }
-  // The key's location follows only the side whose handshake or roam put it there: a session
-  // forged between addresses of someone's own cannot carry a real peer's location away, even
-  // after being roamed through that peer's address.
-  const index = table.indexOf(from);
-  const owns = state.directory.locatedAt(key) === previous &&
-    state.directory.ownerOf(key) === index;
-  state.directory.learn(key, endpoint, now, index, owns);
+  // The key's location follows once the old address has gone quiet (see KeyDirectory.learn):
+  // a roam proves nothing about who the side belongs to, so it cannot move a live location.
+  state.directory.learn(key, endpoint, now);
   state.stats.roams++;
   if (state.recordEvents) {
     state.events.push({
@@ -149,12 +145,7 @@ function confirm(state: RelayState, slot: number, now: number): boolean {
     return false;
   }
   const initiator = table.initiatorOf(slot);
-  state.directory.learn(
-    table.keyOf(initiator),
-    table.endpointOf(initiator),
-    now,
-    table.indexOf(initiator),
-  );
+  state.directory.learn(table.keyOf(initiator), table.endpointOf(initiator), now);
   state.stats.sessionsEstablished++;
   if (state.recordEvents) {
     state.events.push({

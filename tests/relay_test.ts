@@ -3,6 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { PENDING_TTL_MS, SESSION_TTL_MS } from "../lib/index_table.ts";
+import { LOCATION_QUIET_MS } from "../lib/key_directory.ts";
 import { ROAM_WINDOW } from "../lib/relay.ts";
 import { type Addr, registryOf, RelayHarness } from "./support/relay_harness.ts";
 import {
@@ -192,7 +193,12 @@ Deno.test("a session side roams on a fresh counter, not on a replay or a far gue
   assert.equal(h.send(transport(bIndex, 2 ** 40), EVE).reason, "unexpected-source");
   assert.deepEqual(h.send(transport(bIndex, 10), moved).targets, [at(B)], "roam accepted");
   assert.deepEqual(h.send(transport(aIndex, 1), B).targets, [at(moved)], "traffic follows");
-  assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(moved)], "key relocated");
+  // A roam proves nothing about whose side it is: the key's location stays until its old
+  // address has been quiet for LOCATION_QUIET_MS, then follows the side's next packet.
+  assert.deepEqual(h.send(initiation(0x990, kA), B).targets, [at(A)], "not yet relocated");
+  h.advance(LOCATION_QUIET_MS + 1);
+  assert.deepEqual(h.send(transport(bIndex, 11), moved).targets, [at(B)]);
+  assert.deepEqual(h.send(initiation(0x9a0, kA), B).targets, [at(moved)], "key relocated");
   assert.equal(h.relay.stats.roams, 1);
 });
 
