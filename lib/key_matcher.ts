@@ -19,11 +19,13 @@ import { TokenBucket } from "./rate_limiter.ts";
 import type { RelayStats } from "./stats.ts";
 
 /**
- * How many recent targets every initiation is tried against before any charged scan: a bound
- * on the MACs an unknown packet costs for free (about 16 µs), and enough for the hubs and
- * gateways that new peers reach first.
+ * How many recent targets an initiation is tried against before any scan: enough for the hubs
+ * and gateways that new peers reach first. Charged to a pool of their own (half the scan
+ * budget), so a flood of garbage pays them only up to that rate: 100,000 MACs a second by
+ * default, all of a 12,500-packet-a-second flood, and beyond that the flood's excess goes to
+ * the scan pools like everything else.
  */
-export const HOT_KEYS = 16;
+export const HOT_KEYS = 8;
 
 /** Why no key was found. */
 export type NoKey = "mac1-invalid" | "scan-budget";
@@ -36,6 +38,7 @@ export class KeyMatcher {
   readonly #scanBudget: TokenBucket;
   readonly #knownBudget: TokenBucket;
   readonly #provenBudget: TokenBucket;
+  readonly #hotBudget: TokenBucket;
   /** The keys most recently found as targets, most recent first (see {@link HOT_KEYS}). */
   readonly #hot: PeerKey[] = [];
 
@@ -43,7 +46,8 @@ export class KeyMatcher {
    * `scanBudget` is the number of MAC computations per second that scans may spend, split in
    * three pools: a quarter for packets that carry our mac2 (their source answered a challenge),
    * a quarter for packets from hosts the bridge knows (a key lives there: NAT rebinding, a
-   * second peer behind a known NAT), half for everything else. Garbage from random spoofed
+   * second peer behind a known NAT), half for everything else; the recent targets
+   * ({@link HOT_KEYS}) have a pool of half as much again. Garbage from random spoofed
    * sources then drains only the last, and a spoofer of known hosts only the second; neither
    * can keep out a peer that answered a cookie.
    */
@@ -60,6 +64,7 @@ export class KeyMatcher {
     this.#scanBudget = new TokenBucket(scanBudget / 2, scanBudget / 2, now);
     this.#knownBudget = new TokenBucket(scanBudget / 4, scanBudget / 4, now);
     this.#provenBudget = new TokenBucket(scanBudget / 4, scanBudget / 4, now);
+    this.#hotBudget = new TokenBucket(scanBudget / 2, scanBudget / 2, now);
   }
 
   #try(packet: Uint8Array, key: PeerKey): boolean {
@@ -104,9 +109,12 @@ export class KeyMatcher {
       if (hinted && this.#try(packet, hinted)) return this.#found(hinted);
     }
     // New peers mostly initiate to the keys everyone talks to (a hub, a gateway): trying the
-    // few most recent targets first finds them for at most HOT_KEYS MACs, which garbage from
-    // random sources pays too but cannot drain, so it cannot keep such peers out.
-    for (const key of this.#hot) if (this.#try(packet, key)) return this.#found(key);
+    // few most recent targets first, from a pool of their own, finds them for at most HOT_KEYS
+    // MACs, so garbage from random sources that drains the scan pools cannot keep them out.
+    const hot = this.#hot;
+    if (hot.length > 0 && this.#hotBudget.take(now, hot.length)) {
+      for (const key of hot) if (this.#try(packet, key)) return this.#found(key);
+    }
     const home = source ?? neighbour;
     const own = home && this.#directory.keyAt(home, now);
     const pool = proven ? this.#provenBudget : this.#scanBudget;
