@@ -1,0 +1,103 @@
+/**
+ * An independent attacker's read of the trust rules (SECURITY.md, "Promises"): each test is one
+ * finding, written as the rule the bridge should keep, and fails while the finding stands.
+ * In-process, fake clock, default limits. The attacker knows every public key, spoofs any
+ * source and receives at its own addresses; victims receive nothing the attacker can see.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { type Addr, type Outcome, RelayHarness } from "./support/relay_harness.ts";
+import {
+  initiation,
+  openCookieReply,
+  randomKey,
+  readU32,
+  response,
+  transport,
+} from "./support/wire.ts";
+
+const text = (a: Addr) => `${a.host}:${a.port}`;
+
+/** Bytes and packets the bridge sent to, and received "from", each address. */
+class Ledger {
+  readonly rx = new Map<string, { bytes: number; packets: number }>();
+  readonly tx = new Map<string, { bytes: number; packets: number }>();
+  readonly h: RelayHarness;
+
+  constructor(h: RelayHarness) {
+    this.h = h;
+  }
+
+  /** Feeds `packet` from `from`, noting what went where. */
+  send(packet: Uint8Array, from: Addr): Outcome {
+    this.#add(this.rx, text(from), packet.length);
+    const out = this.h.send(packet, from);
+    if (out.action === "reply") this.#add(this.tx, text(from), out.payload.length);
+    if (out.action === "forward") {
+      for (const t of out.targets) this.#add(this.tx, t, out.payload.length);
+    }
+    return out;
+  }
+
+  /** What `a` received and sent. */
+  of(a: Addr) {
+    const zero = { bytes: 0, packets: 0 };
+    return { got: this.tx.get(text(a)) ?? zero, sent: this.rx.get(text(a)) ?? zero };
+  }
+
+  #add(m: Map<string, { bytes: number; packets: number }>, k: string, bytes: number): void {
+    const e = m.get(k) ?? { bytes: 0, packets: 0 };
+    e.bytes += bytes;
+    e.packets++;
+    m.set(k, e);
+  }
+}
+
+Deno.test("a cookie-reply guess of an index the bridge wrote for a victim proves nothing: the victim gets no more than it sent", () => {
+  const [k1, k2] = [randomKey(), randomKey()];
+  const h = new RelayHarness([[k1, k2]]);
+  const ledger = new Ledger(h);
+  // The attacker owns A1 and A2 and locates k1 at A1 and k2 at A2 by playing both sides.
+  const A1 = { host: "203.0.113.1", port: 1001 }, A2 = { host: "203.0.113.2", port: 1002 };
+  const V = { host: "198.51.100.7", port: 51820 };
+  h.establish(k1, k2, A1, A2, 0x100);
+  // A spoofed initiation "from" V naming k2 goes to A2, which responds; the bridge writes an
+  // index G of its own into the response it sends V alone, for V's first packet to echo.
+  const x = 0x7000;
+  assert.deepEqual(ledger.send(initiation(x, k2), V).targets, [text(A2)]);
+  const toV = ledger.send(response(0x7100, x, k1), A2);
+  assert.deepEqual(toV.targets, [text(V)], "the response goes to V within its credit");
+  const g = readU32(toV.payload, 4); // Only V sees G. The attacker guesses it...
+  // ...with cookie-reply-shaped packets "from" V: a miss costs nothing and is not noted on V.
+  for (let guess = 1; guess <= 200; guess++) {
+    const out = ledger.send(cookieReplyTo(g ^ guess), V);
+    assert.equal(out.reason, "unknown-index");
+  }
+  // The right guess (1 in 2^32 / N with N unconfirmed sessions towards V, all alive together)
+  // is forwarded to A2: the attacker learns G there.
+  // (A rule that noted these misses on V would void the echo below; forwarding a peer's
+  // cookie reply to the other side is legitimate, so the oracle itself stays.)
+  ledger.send(cookieReplyTo(g), V);
+  // G echoed "from" V confirms the session and, were it forwarded, proves V.
+  ledger.send(transport(g, 0), V);
+  // A2 now streams to V: 2,000 packets of 1,432 bytes.
+  for (let n = 1; n <= 2000; n++) ledger.send(transport(x, n, 1400), A2);
+  const { got, sent } = ledger.of(V);
+  assert.ok(
+    got.bytes <= sent.bytes && got.packets <= sent.packets,
+    `V received ${got.bytes} B in ${got.packets} packets, sent ${sent.bytes} B in ${sent.packets}`,
+  );
+});
+
+/** A 64-byte cookie-reply-shaped packet to `receiver`, its guess in the nonce. */
+function cookieReplyTo(receiver: number): Uint8Array {
+  const m = crypto.getRandomValues(new Uint8Array(64));
+  m.set([3, 0, 0, 0]);
+  new DataView(m.buffer).setUint32(4, receiver, true);
+  new DataView(m.buffer).setUint32(8, receiver, true);
+  return m;
+}
+
+void openCookieReply;
