@@ -100,4 +100,54 @@ function cookieReplyTo(receiver: number): Uint8Array {
   return m;
 }
 
-void openCookieReply;
+/** A new WireGuard peer that initiates to `named` every REKEY_TIMEOUT (plus jitter). */
+class NewPeer {
+  cookie: Uint8Array | undefined;
+  next: number;
+  index: number;
+  constructor(readonly addr: Addr, readonly named: string, start: number, base: number) {
+    this.next = start;
+    this.index = base;
+  }
+
+  /** Initiates if due; returns the outcome (a cookie reply is kept for the next try). */
+  tick(h: RelayHarness): Outcome | undefined {
+    if (h.now < this.next) return undefined;
+    this.next = h.now + 5_000 + (this.index * 37) % 333;
+    const packet = initiation(this.index++, this.named, this.cookie);
+    const out = h.send(packet, this.addr);
+    if (out.action === "reply") this.cookie = openCookieReply(out.payload, this.named, packet);
+    return out;
+  }
+}
+
+/** Seconds until one of two new peers' initiations reaches the other, or Infinity. */
+function firstContact(spoofPerSecond: number, seconds: number): number {
+  const [kA, kB] = [randomKey(), randomKey()];
+  const h = new RelayHarness([[kA, kB]]);
+  const a = new NewPeer({ host: "192.0.2.10", port: 51820 }, kB, h.now, 0x1000);
+  const b = new NewPeer({ host: "192.0.2.20", port: 51820 }, kA, h.now + 2_000, 0x2000);
+  const start = h.now;
+  let spoofed = 0;
+  for (let t = 0; t < seconds * 10; t++) {
+    // The attacker: spoofed initiations naming kA from random addresses, never answered.
+    if (spoofPerSecond > 0 && t % Math.round(10 / spoofPerSecond) === 0) {
+      const from = { host: `100.64.${(spoofed >> 8) & 255}.${spoofed & 255}`, port: 40000 };
+      h.send(initiation(0x9000 + spoofed++, kA), from);
+    }
+    for (const [p, other] of [[a, b], [b, a]]) {
+      const out = p.tick(h);
+      if (out?.targets.includes(text(other.addr))) return (h.now - start) / 1000;
+    }
+    h.advance(100);
+  }
+  return Infinity;
+}
+
+Deno.test("one spoofed initiation a second naming a new peer's key does not keep two new peers apart", () => {
+  assert.ok(firstContact(0, 30) <= 2.5, "without the attacker, at first contact");
+  // Each spoofed initiation is held; the new peer's initiation pairs with it (newest first) and
+  // goes to a spoofed address, so the peer is never held, never challenged, never proven.
+  const took = firstContact(1, 60);
+  assert.ok(took <= 15, `with 1 spoofed initiation/s naming one peer's key: ${took} s`);
+});
