@@ -151,3 +151,28 @@ Deno.test("one spoofed initiation a second naming a new peer's key does not keep
   const took = firstContact(1, 60);
   assert.ok(took <= 15, `with 1 spoofed initiation/s naming one peer's key: ${took} s`);
 });
+
+Deno.test("spoofed responses from a hub's address cost no more MACs than the scan budget", () => {
+  const hub = randomKey(), peer = randomKey();
+  const others = Array.from({ length: 500 }, () => randomKey());
+  const h = new RelayHarness([[hub, peer, ...others]]);
+  const H = { host: "192.0.2.1", port: 51820 }, P = { host: "192.0.2.2", port: 51820 };
+  h.establish(hub, peer, H, P, 0x100);
+  const A = { host: "203.0.113.9", port: 4444 };
+  const before = h.relay.stats.macChecks;
+  const start = h.now;
+  // 1,000 rounds in half a second (below the 2,000/s load rate): an initiation naming the hub
+  // from A (one hinted MAC), forwarded to H at once; then a response "from" H to A's index
+  // with a garbage mac1, which makes the bridge try every key of the hub's group, uncharged.
+  for (let i = 0; i < 1000; i++) {
+    const x = 0x10000 + i;
+    assert.deepEqual(h.send(initiation(x, hub), A).targets, [text(H)]);
+    const garbage = response(0x20000 + i, x, hub);
+    garbage[60] ^= 1; // the mac1 names no key
+    h.send(garbage, H);
+    if (i % 2 === 1) h.now += 1;
+  }
+  const macs = h.relay.stats.macChecks - before;
+  const budget = 200_000 * (h.now - start) / 1000 + 200_000; // the window plus a full bucket
+  assert.ok(macs <= budget, `${macs} MACs in ${h.now - start} ms; scan budget ${budget}`);
+});
