@@ -8,6 +8,8 @@
  */
 
 import assert from "node:assert/strict";
+import { sealCookieReply } from "./support/forge.ts";
+import { Prng } from "./support/prng.ts";
 import { type Addr, type Outcome, RelayHarness } from "./support/relay_harness.ts";
 import {
   initiation,
@@ -175,4 +177,32 @@ Deno.test("spoofed responses from a hub's address cost no more MACs than the sca
   const macs = h.relay.stats.macChecks - before;
   const budget = 200_000 * (h.now - start) / 1000 + 200_000; // the window plus a full bucket
   assert.ok(macs <= budget, `${macs} MACs in ${h.now - start} ms; scan budget ${budget}`);
+});
+
+Deno.test("a new peer can open the cookie reply of a hub under load whose proof is being renewed", () => {
+  const hub = randomKey(), peer = randomKey(), fresh = randomKey();
+  const h = new RelayHarness([[hub, peer, fresh]]);
+  const H = { host: "192.0.2.1", port: 51820 }, P = { host: "192.0.2.2", port: 51820 };
+  const { bIndex } = h.establish(hub, peer, H, P, 0x100);
+  // The tunnel stays up (keepalives both ways); 60 s on, H's proof (180 s) ends within 130 s.
+  for (let n = 1; n <= 6; n++) {
+    h.advance(10_000);
+    h.send(transport(bIndex, n), H);
+  }
+  // A new peer initiates to the hub. The bridge writes its own index and a new mac1 into the
+  // copy it forwards, so that H's answer proves H.
+  const A = { host: "198.51.100.20", port: 51820 };
+  const sent = initiation(0x4242, hub);
+  const out = h.send(sent.slice(), A); // (the relay rewrites the buffer it is handed)
+  assert.deepEqual(out.targets, [text(H)]);
+  // H's WireGuard is under load (a flood, say): it answers with a cookie reply, encrypted with
+  // the mac1 of the message it received as associated data, as WireGuard does.
+  const reply = sealCookieReply(new Prng(7), out.payload, hub, new Uint8Array(16).fill(9));
+  const back = h.send(reply, H);
+  assert.deepEqual(back.targets, [text(A)], "the hub's cookie reply goes to the initiator");
+  // A opens it with the mac1 of the message it sent, or never gets through while H is loaded.
+  assert.ok(
+    openCookieReply(back.payload, hub, sent),
+    "the initiator opens the hub's cookie reply (its mac1 was rewritten on the way)",
+  );
 });
