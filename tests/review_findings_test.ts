@@ -206,3 +206,37 @@ Deno.test("a new peer can open the cookie reply of a hub under load whose proof 
     "the initiator opens the hub's cookie reply (its mac1 was rewritten on the way)",
   );
 });
+
+Deno.test("addresses proven from one attacker IP do not fill the endpoint table against new peers", () => {
+  // The subject is the endpoint table's cap (2 x maxSessions + 4 x maxPending + keys), so the
+  // limits it derives from are lowered to keep the test short: 2,000 + 1,024 + 4 endpoints.
+  // What fills it does not scale with them: a proof keeps its endpoint 180 s and the cookie
+  // budget allows 1,000 proofs a second, 180,000 endpoints, against a cap of 216,388 at the
+  // defaults (reached with --max-sessions below about 80,000, or with forged sessions).
+  const hub = randomKey(), peer = randomKey(), offline = randomKey(), newcomer = randomKey();
+  const h = new RelayHarness([[hub, peer, offline, newcomer]], {
+    maxSessions: 1000,
+    maxPending: 256,
+  });
+  const H = { host: "192.0.2.1", port: 51820 }, P = { host: "192.0.2.2", port: 51820 };
+  h.establish(hub, peer, H, P, 0x100);
+  // One attacker IPv4 address answers the bridge's cookie from 3,100 ports, 900 a second
+  // (1,800 handshake messages a second: below the load rate, within the cookie budget). Each
+  // proof keeps its endpoint for 180 s.
+  let proven = 0;
+  for (let port = 10_000; port < 13_100; port++) {
+    const out = h.initiate(port * 4, offline, { host: "203.0.113.66", port });
+    if (out.reason !== "table-full") proven++;
+    if (port % 9 === 0) h.now += 10;
+  }
+  h.advance(1);
+  // A new peer now initiates to the located hub.
+  const out = h.initiate(0x5150, hub, { host: "198.51.100.99", port: 51820 });
+  assert.deepEqual(
+    out.targets,
+    [text(H)],
+    `a new peer reaches the hub (${proven} attacker ports proven; got ${out.action} ${
+      out.reason ?? ""
+    }, ${h.relay.endpoints.size} endpoints)`,
+  );
+});
