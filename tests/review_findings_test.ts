@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { sealCookieReply } from "./support/forge.ts";
 import { Prng } from "./support/prng.ts";
-import { type Addr, type Outcome, RelayHarness } from "./support/relay_harness.ts";
+import { type Addr, type Outcome, RelayHarness, registryOf } from "./support/relay_harness.ts";
 import {
   initiation,
   openCookieReply,
@@ -239,4 +239,43 @@ Deno.test("addresses proven from one attacker IP do not fill the endpoint table 
       out.reason ?? ""
     }, ${h.relay.endpoints.size} endpoints)`,
   );
+});
+
+Deno.test("a config reload does not hand a live peer's location to a forged session naming its key", () => {
+  const [kP, kQ, kX, kY] = [randomKey(), randomKey(), randomKey(), randomKey()];
+  const groups = [[kP, kQ, kX, kY]];
+  const h = new RelayHarness(groups);
+  const P = { host: "192.0.2.1", port: 51820 }, Q = { host: "192.0.2.2", port: 51820 };
+  const A1 = { host: "203.0.113.1", port: 1001 }, A2 = { host: "203.0.113.2", port: 1002 };
+  let { aIndex: toP, bIndex: toQ } = h.establish(kP, kQ, P, Q, 0x100);
+  h.establish(kX, kY, A1, A2, 0x200); // the attacker's two addresses, its keys located
+  let counter = 1;
+  const keepalive = () => {
+    h.send(transport(toP, counter), Q);
+    h.send(transport(toQ, counter++), P);
+  };
+  for (let t = 0; t < 10; t++) h.advance(10_000), keepalive();
+  // t = 100 s: the attacker plays a whole handshake between its own addresses whose response
+  // names kP, and confirms it: a confirmed session whose initiator side is "kP" at A1. (The
+  // location rule refuses to move kP there: P is live.)
+  const init = h.send(initiation(0x7000, kY), A1);
+  assert.deepEqual(init.targets, [text(A2)]);
+  const resp = h.send(response(0x7100, readU32(init.payload, 4), kP), A2);
+  assert.deepEqual(resp.targets, [text(A1)]);
+  assert.deepEqual(h.send(transport(readU32(resp.payload, 4), 0), A1).targets, [text(A2)]);
+  // t = 120 s: Q rekeys with P, as WireGuard does; the tunnel moves to the new session.
+  for (let t = 0; t < 2; t++) h.advance(10_000), keepalive();
+  const rekey = h.send(initiation(0x300, kP), Q);
+  assert.deepEqual(rekey.targets, [text(P)]);
+  toQ = readU32(rekey.payload, 4);
+  const answer = h.send(response(0x310, toQ, kQ), P);
+  assert.deepEqual(answer.targets, [text(Q)]);
+  toP = readU32(answer.payload, 4);
+  for (let t = 0; t < 8; t++) h.advance(10_000), keepalive();
+  // t = 200 s: the first P-Q session has expired; the operator reloads the config.
+  h.relay.reconfigure(registryOf(groups), h.now);
+  keepalive();
+  h.advance(1_000);
+  const fresh = h.send(initiation(0x400, kP), Q);
+  assert.deepEqual(fresh.targets, [text(P)], "an initiation for kP still goes to P");
 });
