@@ -279,3 +279,18 @@ Deno.test("a config reload does not hand a live peer's location to a forged sess
   const fresh = h.send(initiation(0x400, kP), Q);
   assert.deepEqual(fresh.targets, [text(P)], "an initiation for kP still goes to P");
 });
+
+Deno.test("a held first contact paired late still gets its response through", () => {
+  const [kA, kB] = [randomKey(), randomKey()];
+  const h = new RelayHarness([[kA, kB]]);
+  const A = { host: "192.0.2.10", port: 51820 }, B = { host: "192.0.2.20", port: 51820 };
+  assert.equal(h.send(initiation(0x10, kB), A).reason, "held");
+  h.advance(5_800); // B comes up 5.8 s later, within the 6 s hold
+  const toA = h.send(initiation(0x20, kA), B);
+  assert.deepEqual(toA.targets, [text(A)]);
+  // A answers 300 ms later (a slow link), after the bridge's once-a-second sweep: the held
+  // endpoint was kept only for the hold, not for the handshake it was paired into.
+  h.advance(300);
+  const back = h.send(response(0x30, readU32(toA.payload, 4), kB), A);
+  assert.deepEqual(back.targets, [text(B)], `A's response reaches B (got ${back.reason})`);
+});
