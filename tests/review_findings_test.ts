@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { sealCookieReply } from "./support/forge.ts";
 import { Prng } from "./support/prng.ts";
-import { type Addr, type Outcome, RelayHarness, registryOf } from "./support/relay_harness.ts";
+import { type Addr, type Outcome, registryOf, RelayHarness } from "./support/relay_harness.ts";
 import {
   initiation,
   openCookieReply,
