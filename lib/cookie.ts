@@ -176,3 +176,38 @@ export class CookieChecker {
     }
   }
 }
+
+/**
+ * Re-seals a peer's cookie reply for the mac1 its initiator computed. The bridge rewrote that
+ * initiation's index and mac1 on the way (so that the answer proves the responder's address);
+ * a responder under load encrypts its cookie with the mac1 it received as associated data,
+ * which the initiator never saw. The key is derived from the responder's public key, so the
+ * bridge can open the cookie and seal it again under the initiator's mac1, with a fresh nonce.
+ * Returns false, changing nothing, when the reply does not open (a forgery: sent on as it is).
+ */
+export function resealCookieReply(
+  reply: Uint8Array,
+  cookieKey: Uint8Array,
+  receivedMac1: Uint8Array,
+  sentMac1: Uint8Array,
+  random: RandomSource,
+): boolean {
+  if (reply.length !== MESSAGE_COOKIE_REPLY_SIZE) return false;
+  let cookie: Uint8Array;
+  try {
+    cookie = xchacha20poly1305(
+      cookieKey,
+      reply.subarray(OFFSET_COOKIE_NONCE, OFFSET_COOKIE_ENCRYPTED),
+      receivedMac1,
+    ).decrypt(reply.subarray(OFFSET_COOKIE_ENCRYPTED));
+  } catch {
+    return false;
+  }
+  const nonce = reply.subarray(OFFSET_COOKIE_NONCE, OFFSET_COOKIE_ENCRYPTED);
+  random(nonce);
+  reply.set(
+    xchacha20poly1305(cookieKey, nonce.slice(), sentMac1).encrypt(cookie),
+    OFFSET_COOKIE_ENCRYPTED,
+  );
+  return true;
+}

@@ -110,6 +110,11 @@ export class EndpointTable {
     this.#capacity = capacity;
   }
 
+  /** How many endpoints the table holds at most. */
+  get capacity(): number {
+    return this.#capacity;
+  }
+
   /** Number of endpoints held. */
   get size(): number {
     return this.#size;

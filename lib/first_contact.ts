@@ -24,6 +24,8 @@ import type { KeyRegistry, PeerKey } from "./keys.ts";
 export const HOLD_MS = REKEY_TIMEOUT_MS + 1_000;
 /** Held sources remembered per group (a hub starting up initiates to all its spokes). */
 export const HELD_PER_GROUP = 8;
+/** Sources remembered as having had their first contact (see {@link FirstContact.hadFirst}). */
+export const FIRST_CONTACTS_MAX = 4096;
 
 /** A source whose initiation the bridge holds, waiting for the key it named to initiate. */
 interface Held {
@@ -35,6 +37,8 @@ interface Held {
 /** Held first-contact initiations, by group of the key they named. */
 export class FirstContact {
   readonly #byGroup: Held[][];
+  /** Sources that had a first contact (held or paired) and when: their retries get a cookie. */
+  readonly #had = new Map<Endpoint, number>();
 
   /** An empty table for the groups of `registry`. */
   constructor(registry: KeyRegistry) {
@@ -64,16 +68,27 @@ export class FirstContact {
     return undefined;
   }
 
-  /** Whether an initiation from `source` is held (a retry from it then draws a cookie). */
-  holds(source: Endpoint, now: number): boolean {
-    for (const held of this.#byGroup) {
-      for (const h of held) if (h.endpoint === source && h.at + HOLD_MS >= now) return true;
-    }
-    return false;
+  /**
+   * Whether `source` had its first contact within {@link HOLD_MS} (held, or paired with a held
+   * source): a retry from it then draws a cookie. Remembered apart from the held entries, which
+   * a spoofer's initiation may take: a spoofer must not be able to give a peer a fresh first
+   * contact, and so a wrong pairing, on every retry.
+   */
+  hadFirst(source: Endpoint, now: number): boolean {
+    const at = this.#had.get(source);
+    return at !== undefined && at + HOLD_MS >= now;
+  }
+
+  /** Notes `source`'s first contact (held or paired). */
+  noteFirst(source: Endpoint, now: number): void {
+    this.#had.delete(source);
+    if (this.#had.size >= FIRST_CONTACTS_MAX) this.#had.delete(this.#had.keys().next().value!);
+    this.#had.set(source, now);
   }
 
   /** Holds `source`, which initiated towards the unlocated `named`. */
   hold(source: Endpoint, named: PeerKey, now: number): void {
+    this.noteFirst(source, now);
     for (const g of named.groups) {
       const held = this.#byGroup[g];
       if (held.length >= HELD_PER_GROUP) held.shift();
@@ -83,6 +98,10 @@ export class FirstContact {
 
   /** Forgets what has waited too long. */
   sweep(now: number): void {
+    for (const [endpoint, at] of this.#had) {
+      if (at + HOLD_MS >= now) break;
+      this.#had.delete(endpoint);
+    }
     for (const [g, held] of this.#byGroup.entries()) {
       this.#byGroup[g] = held.filter((h) => h.at + HOLD_MS >= now);
     }
@@ -98,6 +117,7 @@ export class FirstContact {
   /** Forgets `endpoint`'s held initiation (it proved itself: candidates find it now). */
   forget(endpoint: Endpoint): void {
     this.#forget(endpoint);
+    this.#had.delete(endpoint);
   }
 
   #forget(endpoint: Endpoint): void {

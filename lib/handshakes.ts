@@ -31,10 +31,11 @@ import {
   normalizeHost,
 } from "./endpoints.ts";
 import { HOLD_MS } from "./first_contact.ts";
-import type { PendingHandshake } from "./index_table.ts";
+import { PENDING_TTL_MS, type PendingHandshake } from "./index_table.ts";
 import type { PeerKey } from "./keys.ts";
 import { mac1Offset, writeMac1 } from "./mac.ts";
 import { readU32, writeU32 } from "./messages.ts";
+import { resealCookieReply } from "./cookie.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import {
   describeSideOf,
@@ -142,15 +143,20 @@ export function relayInitiation(
   state.replay.add(fingerprint(packet), now);
   if (ours) {
     zeroMac2(packet);
-    source ??= state.internSource(host, port, now);
-    if (source === undefined) return state.drop("table-full");
-    state.prove(source, now);
-    state.firstContact.forget(source);
+    // Proof alone may not take the last quarter of the table (anyone can answer cookies from
+    // many ports); if it is that full, the proof is recorded below once the initiation goes
+    // somewhere and its source is kept for the handshake.
+    source ??= state.internCheaply(host, port, now);
+    if (source !== undefined) {
+      state.prove(source, now);
+      state.firstContact.forget(source);
+    }
   }
   if (admission.proven && source) state.directory.addCandidate(target, source, now);
   const d = state.decision;
   const located = state.directory.locate(target, now);
   let count = 0;
+  let paired = false;
   if (located === undefined) {
     if (admission.proven) {
       count = state.directory.candidatesFor(target, source, now, d.targets, d.targets.length);
@@ -168,15 +174,36 @@ export function relayInitiation(
       return challenge(state, packet, host, port, target, now);
     }
     if (count === 0) {
+      // A source that already had its first contact (held, or paired with a held one that
+      // never answered) is challenged: a pairing is a guess, and a spoofer who keeps fake held
+      // entries around must not be able to capture a peer's initiations forever.
+      if (source !== undefined && state.firstContact.hadFirst(source, now)) {
+        return challenge(state, packet, host, port, target, now);
+      }
       const partner = pairWith(state, target, source, now);
       if (partner === undefined) return hold(state, packet, host, port, target, source, now);
       d.targets[0] = partner;
       count = 1;
+      paired = true;
     }
   }
   if (count === 0) return state.drop("no-target");
   if (count > 1 && !state.broadcastBudget.take(now, count)) return state.drop("broadcast-budget");
-  return forwardInitiation(state, packet, host, port, target, count, located !== undefined, now);
+  const out = forwardInitiation(
+    state,
+    packet,
+    host,
+    port,
+    target,
+    count,
+    located !== undefined,
+    now,
+  );
+  // The paired source is held in turn: the peer it is waiting for pairs with it even if this
+  // pairing was wrong, and its own retry draws a cookie.
+  const initiator = paired && out.action === "forward" && state.endpoints.find(host, port);
+  if (initiator) state.firstContact.hold(initiator, target, now);
+  return out;
 }
 
 function forwardInitiation(
@@ -192,6 +219,7 @@ function forwardInitiation(
   const d = state.decision;
   const initiator = state.internSource(host, port, now);
   if (initiator === undefined) return state.drop("table-full");
+  if (admission.carriesOurMac2) state.prove(initiator, now);
   // Only a directed copy can go to an unproven address (a located peer that got in on first
   // contact); broadcast candidates are proven.
   if (count === 1 && !state.spend(d.targets[0], packet.length, now)) return state.drop("no-credit");
@@ -201,20 +229,27 @@ function forwardInitiation(
   // A lone target whose address is unproven is sent an index of ours: its response, echoing
   // it, proves the address (a mac1 recomputed for the target covers the new index; a peer's
   // own mac2 cannot be, so such a message goes as it is).
+  let mac1s: Uint8Array | undefined;
   if (count === 1 && needsProof(d.targets[0], now) && mac2IsZero(packet)) {
+    const at = mac1Offset(packet);
+    mac1s = new Uint8Array(2 * MAC_SIZE);
+    mac1s.set(packet.subarray(at, at + MAC_SIZE));
     index = state.freshIndex();
     writeU32(packet, OFFSET_SENDER_INDEX, index);
     writeMac1(packet, target.mac);
+    mac1s.set(packet.subarray(at, at + MAC_SIZE), MAC_SIZE);
   }
   const pending: PendingHandshake = {
     index,
     deliverIndex: index === senderIndex ? undefined : senderIndex,
+    mac1s,
     initiator,
     target,
     forwardedTo: d.targets.slice(0, count),
     createdAt: now,
   };
   state.table.addPending(pending);
+  for (let i = 0; i < count; i++) keepEndpoint(d.targets[i], now + PENDING_TTL_MS);
   initiator.lastNamedKeyId = target.id;
   for (let i = 0; i < count; i++) {
     state.countTx(MESSAGE_INITIATION_TYPE, d.targets[i], packet.length);
@@ -250,8 +285,8 @@ function pairWith(
 
 /**
  * Holds an unproven first initiation towards an unlocated key: nothing is sent, so the source
- * keeps the credit of its 148 bytes for the initiation of the peer it is waiting for. A
- * retry from a source still held gets a cookie instead.
+ * keeps the credit of its 148 bytes for the initiation of the peer it is waiting for. (A retry
+ * from a source still held gets a cookie instead: see relayInitiation.)
  */
 function hold(
   state: RelayState,
@@ -262,10 +297,7 @@ function hold(
   source: Endpoint | undefined,
   now: number,
 ): RelayDecision {
-  if (source !== undefined && state.firstContact.holds(source, now)) {
-    return challenge(state, packet, host, port, target, now);
-  }
-  source ??= state.internSource(host, port, now);
+  source ??= state.internCheaply(host, port, now);
   if (source === undefined) return state.drop("table-full");
   state.credit(source, packet.length);
   keepEndpoint(source, now + HOLD_MS);
@@ -332,6 +364,7 @@ export function relayResponse(
   // The response's mac1 names the initiator; if no key sharing a group with the responder
   // matches, the two may not talk here (or the mac1 is forged): no session either way. The
   // pending handshake goes too, so that one forwarded initiation buys at most one group scan.
+  if (initiatorKey === "scan-budget") return state.drop("scan-budget");
   if (initiatorKey === undefined) {
     state.table.dropPending(pending);
     return state.drop("no-shared-group");
@@ -365,6 +398,9 @@ export function relayResponse(
     responderDeliver,
   );
   state.directory.learn(pending.target, source, now);
+  // Both found their peer: neither may be offered to anyone else's first contact.
+  state.firstContact.forget(source);
+  state.firstContact.forget(pending.initiator);
   state.stats.sessionsLinked++;
   if (state.recordEvents) {
     state.events.push({
@@ -430,7 +466,12 @@ export function relayCookieReply(
   } else {
     const table = state.table;
     const side = table.sideOf(receiver);
-    if (side < 0 || table.expiresAt(table.slotOf(side)) < now) return state.drop("unknown-index");
+    if (side < 0 || table.expiresAt(table.slotOf(side)) < now) {
+      // A guess at an index, like any other: whoever guesses from an address burns that
+      // address's chance to be proven by an echo (a hit forwarded on would tell the guesser).
+      source.missAt = now;
+      return state.drop("unknown-index");
+    }
     if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
     target = table.endpointOf(side);
     deliver = table.deliverOf(side);
@@ -441,5 +482,10 @@ export function relayCookieReply(
   if (!state.spend(target, packet.length, now)) return state.drop("no-credit");
   state.credit(source, packet.length);
   if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
+  const mac1s = pending?.mac1s;
+  if (mac1s) {
+    const [sent, received] = [mac1s.subarray(0, MAC_SIZE), mac1s.subarray(MAC_SIZE)];
+    resealCookieReply(packet, pending!.target.mac.cookieKey, received, sent, state.random);
+  }
   return state.forward(MESSAGE_COOKIE_REPLY_TYPE, target);
 }

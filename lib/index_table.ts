@@ -63,6 +63,11 @@ export interface PendingHandshake {
    * proves that address receives. Packets to the initiator get this one back. Absent: `index`.
    */
   readonly deliverIndex?: number;
+  /**
+   * With `deliverIndex`: the initiation's mac1 as its initiator computed it, then as the bridge
+   * rewrote it (32 bytes), for re-sealing a loaded responder's cookie reply (lib/cookie.ts).
+   */
+  readonly mac1s?: Uint8Array;
   /** Where the initiation came from. */
   readonly initiator: Endpoint;
   /** The key its mac1 named: the responder's. */

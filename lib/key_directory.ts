@@ -31,6 +31,12 @@ export const KEY_ADDRESS_TTL_MS = REJECT_AFTER_TIME_MS;
 export const LOCATION_QUIET_MS = 30_000;
 /** A candidate address is offered initiations for this long after its own last initiation. */
 export const CANDIDATE_TTL_MS = REJECT_AFTER_TIME_MS;
+/**
+ * How long being a candidate keeps an address in the endpoint table by itself: a candidate
+ * waiting for its peer retries every 5 s and is kept by that; one that stopped need not hold a
+ * table entry against new peers (someone proving thousands of addresses would fill the table).
+ */
+export const CANDIDATE_KEEP_MS = 30_000;
 
 /** Learned key locations and broadcast candidates. */
 export class KeyDirectory {
@@ -130,7 +136,7 @@ export class KeyDirectory {
       }
       candidates.set(endpoint, now + CANDIDATE_TTL_MS);
     }
-    keepEndpoint(endpoint, now + CANDIDATE_TTL_MS);
+    keepEndpoint(endpoint, now + CANDIDATE_KEEP_MS);
   }
 
   /**
@@ -167,9 +173,11 @@ export class KeyDirectory {
       if (endpoint.keyId === id) endpoint.keyId = -1;
       this.#located[id] = undefined;
     }
+    // A candidate whose endpoint the table is about to forget goes first, so that no candidate
+    // names an endpoint the table no longer holds.
     for (const candidates of this.#candidates) {
       for (const [endpoint, expiresAt] of candidates) {
-        if (expiresAt < now) candidates.delete(endpoint);
+        if (expiresAt < now || endpoint.keepUntil < now) candidates.delete(endpoint);
       }
     }
   }

@@ -145,20 +145,23 @@ export class KeyMatcher {
   /**
    * The initiator's key named by a response to an initiation for `target`: only keys that
    * share a group with `target` are tried, so a response can never link two keys that share
-   * none, whatever the bridge believes lives at the initiator's address.
+   * none, whatever the bridge believes lives at the initiator's address. The key located at
+   * the initiator's address is one free try; a scan of the target's groups is charged to the
+   * pool of hosts the bridge knows (a response comes from where its initiation was sent).
    */
   responseKey(
     packet: Uint8Array,
     initiator: Endpoint,
     target: PeerKey,
     now: number,
-  ): PeerKey | undefined {
+  ): PeerKey | "scan-budget" | undefined {
     const own = this.#directory.keyAt(initiator, now);
     if (
       own && own !== target && this.#registry.shareGroup(own, target) && this.#try(packet, own)
     ) {
       return own;
     }
+    if (!this.#knownBudget.take(now, this.#groupCost(target))) return "scan-budget";
     return this.#tryGroupsOf(packet, target);
   }
 }

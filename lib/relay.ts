@@ -160,7 +160,8 @@ export class Relay {
    * Switches to a new set of keys and groups without dropping tunnels: a session survives when
    * both its keys are still configured and still share a group; every other session goes, with
    * a `session-expired` event (why: config). Pending handshakes are dropped (their peers retry
-   * within seconds) and key locations are relearned from the surviving sessions.
+   * within seconds); key locations carry over for keys still configured, and the rest are
+   * learned from the surviving sessions.
    */
   reconfigure(registry: KeyRegistry, now: number): { kept: number; removed: number } {
     const state = this.#state;
@@ -173,12 +174,20 @@ export class Relay {
       return true;
     });
     for (const session of removed) state.ended(session, "config");
+    // Locations carry over by public key, as they were: relearning them from sessions alone
+    // would let an old forged session naming a live peer's key win the peer's location.
+    const located = state.directory.locations().filter((l) => l.endpoint.keyId === l.key.id);
     // Key ids are positions in the registry, so every id-based hint is stale now.
     state.endpoints.forEach((endpoint) => {
       endpoint.keyId = -1;
       endpoint.lastNamedKeyId = -1;
     });
     state.useRegistry(registry, now);
+    for (const { key, endpoint, seenAt } of located) {
+      const kept = registry.find(key.base64);
+      if (kept) state.directory.learn(kept, endpoint, seenAt);
+    }
+    // Keys with no location yet are learned from the sessions that survive.
     const sessions = state.table.list();
     for (const session of sessions) {
       const { initiator, responder } = session;

@@ -79,6 +79,8 @@ export const DEFAULT_RELAY_OPTIONS: RelayOptions = {
 
 /** How long an address stays proven after its last proof of receiving (our mac2). */
 export const PROOF_TTL_MS = REJECT_AFTER_TIME_MS;
+/** How long a proof alone keeps its endpoint in the table (see {@link RelayState.prove}). */
+export const PROOF_KEEP_MS = 30_000;
 /**
  * A handshake towards an address whose proof ends sooner than this carries an index the
  * bridge chose, so that the answer renews the proof: WireGuard rekeys every REKEY_AFTER_TIME,
@@ -171,7 +173,8 @@ export class RelayState {
   via: unknown = undefined;
   /** First-contact initiations held for pairing (replaced on reconfiguration). */
   firstContact: FirstContact;
-  readonly #random: RandomSource;
+  /** Random bytes (cookie secrets, the bridge's own indices, re-sealed cookie nonces). */
+  readonly random: RandomSource;
   readonly #scratch = new Uint32Array(1);
 
   /** State for `registry` at time `now`, with `random` for cookie secrets. */
@@ -179,7 +182,7 @@ export class RelayState {
     const o = options;
     this.options = o;
     this.registry = registry;
-    this.#random = random;
+    this.random = random;
     this.firstContact = new FirstContact(registry);
     // The index hash is keyed so that nobody can choose indices that pile up in it.
     const seed = new Uint32Array(1);
@@ -208,7 +211,7 @@ export class RelayState {
    */
   freshIndex(): number {
     const scratch = this.#scratch;
-    do this.#random(new Uint8Array(scratch.buffer)); while (
+    do this.random(new Uint8Array(scratch.buffer)); while (
       scratch[0] === 0 || this.table.inUse(scratch[0])
     );
     return scratch[0];
@@ -275,12 +278,26 @@ export class RelayState {
   }
 
   /**
+   * {@link RelayState.internSource} for state anyone can make the bridge keep (a held first
+   * contact, an address proven by answering a cookie): refused once the table is three quarters
+   * full, so that what is left serves handshakes and sessions.
+   */
+  internCheaply(host: string, port: number, now: number): Endpoint | undefined {
+    const found = this.endpoints.find(host, port);
+    if (found) return found;
+    if (this.endpoints.size >= this.endpoints.capacity * 3 / 4) return undefined;
+    return this.internSource(host, port, now);
+  }
+
+  /**
    * Marks an address as proven to receive, for {@link PROOF_TTL_MS} from now. Only for a valid
-   * mac2 under our cookie for that address: see {@link Endpoint.provenUntil}.
+   * mac2 under our cookie, or the echo of an index of ours: see {@link Endpoint.provenUntil}.
+   * The proof keeps the endpoint in the table only briefly by itself ({@link PROOF_KEEP_MS}):
+   * sessions, pending handshakes and locations keep theirs.
    */
   prove(endpoint: Endpoint, now: number): void {
     endpoint.provenUntil = Math.max(endpoint.provenUntil, now + PROOF_TTL_MS);
-    endpoint.keepUntil = Math.max(endpoint.keepUntil, endpoint.provenUntil);
+    endpoint.keepUntil = Math.max(endpoint.keepUntil, now + PROOF_KEEP_MS);
   }
 
   /**
