@@ -17,10 +17,12 @@
  *
  *   deno task bench                the full run (about 12 minutes), the table in BENCHMARKS.md
  *   deno task bench --quick        a smoke run for CI (about a minute, shorter and smaller)
- *   deno task bench --cross-check  only the cross-check with the shared C instruments
- *                                  (wgload against nullrelay and the bridge in its default and
- *                                  sandboxed modes); built from ../shared/wgbench into
- *                                  ~/.cache/wgbench, skipped with a message where absent
+ *   deno task bench --cross-check  only the cross-check with the shared C instruments (wgload
+ *                                  and loadgen through nullrelay, loadgen through the bridge in
+ *                                  its default and sandboxed modes, wgload's handshakes through
+ *                                  the bridge; bench/cross_check.ts says why not its packets);
+ *                                  built from ../shared/wgbench into ~/.cache/wgbench, skipped
+ *                                  with a message where absent
  *   options: --rounds N, --seconds S, --datapath linux|deno|auto, --log-level L (each only
  *            when given; default: the bridge's own), --v8-flags F (for the bridge), --json FILE,
  *            --only fwd,keys,sessions,latency,sandboxed,nat,tunnel,cross,
