@@ -4,8 +4,9 @@
  * handshakes/s as one JSON line.
  *
  * It behaves like a WireGuard peer where the relay can tell: valid mac1 for the configured
- * keys; a cookie reply is opened with the key the message was for and the message is resent
- * with mac2; the initiator sends a keepalive on each new session at once (which is what
+ * keys; a cookie reply is opened with the key the message was for and answered at once with
+ * mac2 (a response resent, an initiation replaced by a new one, as WireGuard's next
+ * retransmission would be); the initiator sends a keepalive on each new session at once (which is what
  * confirms the session at the bridge); a lost handshake is retried after 1 s, up to 5 times.
  * Each pair's B side first sends an initiation for A's key (a "registration") so that a relay
  * which forwards only to addresses it has seen knows B. Pair i uses keys 2i (A) and 2i+1 (B).
@@ -352,7 +353,11 @@ function handleCookie(s: Side, buf: Uint8Array, now: number): void {
   stats.cookies++;
   s.cookie = cookie;
   s.cookieAt = now;
-  seal(s, m, now);
+  // WireGuard never sends the same initiation twice (each has a fresh ephemeral key and
+  // timestamp): with the cookie it sends a new one at its next retransmission, brought
+  // forward here. A relay's replay filter may have kept the challenged one's mac1.
+  if (m === s.init) sendInitiation(s, now);
+  else seal(s, m, now);
 }
 
 const macOut = new Uint8Array(16);
