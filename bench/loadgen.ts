@@ -4,11 +4,19 @@
  * handshakes/s as one JSON line.
  *
  * It behaves like a WireGuard peer where the relay can tell: valid mac1 for the configured
- * keys; a cookie reply is opened with the key the message was for and the message is resent
- * with mac2; the initiator sends a keepalive on each new session at once (which is what
+ * keys; a cookie reply is opened with the key the message was for and answered at once with
+ * mac2 (a response resent, an initiation replaced by a new one, as WireGuard's next
+ * retransmission would be); the initiator sends a keepalive on each new session at once (which is what
  * confirms the session at the bridge); a lost handshake is retried after 1 s, up to 5 times.
  * Each pair's B side first sends an initiation for A's key (a "registration") so that a relay
  * which forwards only to addresses it has seen knows B. Pair i uses keys 2i (A) and 2i+1 (B).
+ *
+ * Indices as WireGuard peers use them: each side learns its peer's index only from the message
+ * it receives (the responder from the initiation's sender field as it arrives, the initiator
+ * from the response's sender field as it arrives), recognises packets by its own index, and
+ * the responder sends only once a transport packet for its own index has arrived. A relay may
+ * rewrite both sender fields (the bridge writes indices of its own towards addresses it has not
+ * proven, SECURITY.md "Defences" 1), so neither side may assume the other's index from its own.
  *
  * Speed: one thread, non-blocking sockets connected to the relay, `sendmmsg` bursts of 64 per
  * side and `recvmmsg` batches through epoll, the same design as the C wgload it is checked
@@ -64,6 +72,8 @@ const MAX_RETRIES = 5;
 const REG_SETTLE_NS = 50e6;
 const REREG_NS = 4 * NS;
 const COOKIE_TTL_NS = 120 * NS;
+/** Unconfirmed responses B remembers (older ones are forgotten: their initiator moved on). */
+const MAX_RESPONDED = 4096;
 const SOCKET_BUFFER = 4 << 20;
 
 /** Command-line options of the generator. */
@@ -117,6 +127,11 @@ interface Side {
   regAt: number;
   /** Receiver indices this side writes into its transport packets, one per session. */
   remote: number[];
+  /**
+   * B: its own index of each response not yet confirmed, to the initiator's index as B got it
+   * in the initiation; a transport packet for the own index moves the latter to `remote`.
+   */
+  responded: Map<number, number>;
   next: number;
   counter: number;
   tokens: number;
@@ -130,7 +145,8 @@ interface Side {
 interface Pair {
   a: Side;
   b: Side;
-  state: "reg" | "wait" | "done" | "failed";
+  /** `confirm`: A has all its sessions, B waits for their first packets (keepalives). */
+  state: "reg" | "wait" | "confirm" | "done" | "failed";
   /** The next initiation from A is a retry (B re-registered first). */
   retrying: boolean;
   attempts: number;
@@ -153,6 +169,7 @@ const stats = {
   stale: 0,
   wrongIndex: 0,
   sendErrors: 0,
+  keepaliveResends: 0,
 };
 const hsLatency = new Histogram();
 const dataLatency = new Histogram();
@@ -207,6 +224,10 @@ function sendInitiation(s: Side, now: number): void {
   }
 }
 
+/**
+ * B answers an initiation. `receiver` is the initiator's index as it arrived (the relay may have
+ * written its own there): B's packets will carry it, once A's first packet confirms the session.
+ */
 function sendResponse(s: Side, receiver: number, now: number): void {
   const m = s.resp;
   crypto.getRandomValues(m.msg);
@@ -214,8 +235,34 @@ function sendResponse(s: Side, receiver: number, now: number): void {
   m.idx = randomIndex();
   writeU32(m.msg, 4, m.idx);
   writeU32(m.msg, 8, receiver);
+  if (s.responded.size >= MAX_RESPONDED) {
+    const oldest: number = s.responded.keys().next().value!;
+    s.responded.delete(oldest);
+    owner.delete(oldest);
+  }
+  s.responded.set(m.idx, receiver);
+  owner.set(m.idx, s.id);
   seal(s, m, now);
   stats.respSent++;
+}
+
+/** B: a transport packet for its own index `idx` confirms that session (WireGuard's rule). */
+function confirmResponder(s: Side, idx: number): void {
+  const remote = s.responded.get(idx);
+  if (remote === undefined) return;
+  s.responded.delete(idx);
+  s.remote.push(remote);
+}
+
+// A keepalive (an empty transport packet) from A on a new session: real initiators send one
+// at once, and it is what confirms the session at the bridge and at B.
+const keepalive = new Uint8Array(32);
+
+/** A's keepalive on the session whose responder index (as A got it) is `remote`. */
+function sendKeepalive(s: Side, remote: number): void {
+  keepalive[0] = 4;
+  writeU32(keepalive, 4, remote);
+  fn.send(s.fd, keepalive, 32n, C.MSG_DONTWAIT);
 }
 
 function startAttempt(p: Pair, now: number, first: boolean): void {
@@ -246,8 +293,29 @@ let stopping = false;
 let hsT0 = 0;
 let hsPerSecond: number[] = [];
 
+/**
+ * A has its sessions; done once B has seen a packet on each. A lost keepalive is sent again
+ * after 1 s, up to 5 times (a real initiator's data would do it); then what B has is used.
+ */
+function confirmTimer(p: Pair, now: number): void {
+  if (p.b.remote.length >= p.sessions) {
+    p.state = "done";
+  } else if (now >= p.tNext) {
+    if (p.attempts >= MAX_RETRIES) {
+      p.state = p.b.remote.length > 0 ? "done" : "failed";
+      return;
+    }
+    p.attempts++;
+    for (const remote of p.a.remote) sendKeepalive(p.a, remote);
+    stats.keepaliveResends++;
+    p.tNext = now + RETRY_NS;
+  }
+}
+
 function pairTimers(p: Pair, now: number): void {
-  if (p.state === "reg" && now >= p.tNext) {
+  if (p.state === "confirm") {
+    confirmTimer(p, now);
+  } else if (p.state === "reg" && now >= p.tNext) {
     startAttempt(p, now, !p.retrying);
   } else if (p.state === "wait" && now >= p.tNext) {
     if (p.attempts >= MAX_RETRIES) {
@@ -269,10 +337,6 @@ function pairTimers(p: Pair, now: number): void {
   }
 }
 
-// A keepalive (an empty transport packet) from A on a new session: real initiators send one
-// at once, and it is what confirms the session at the bridge.
-const keepalive = new Uint8Array(32);
-
 function handleCookie(s: Side, buf: Uint8Array, now: number): void {
   const r = readU32(buf, 4);
   const m = s.init.idx === r ? s.init : s.resp.idx === r ? s.resp : undefined;
@@ -289,7 +353,11 @@ function handleCookie(s: Side, buf: Uint8Array, now: number): void {
   stats.cookies++;
   s.cookie = cookie;
   s.cookieAt = now;
-  seal(s, m, now);
+  // WireGuard never sends the same initiation twice (each has a fresh ephemeral key and
+  // timestamp): with the cookie it sends a new one at its next retransmission, brought
+  // forward here. A relay's replay filter may have kept the challenged one's mac1.
+  if (m === s.init) sendInitiation(s, now);
+  else seal(s, m, now);
 }
 
 const macOut = new Uint8Array(16);
@@ -327,18 +395,18 @@ function handleHandshake(s: Side, buf: Uint8Array, len: number, now: number): vo
         const sec = Math.floor((now - hsT0) / NS);
         if (sec < hsPerSecond.length) hsPerSecond[sec]++;
       }
+      // A's own index is what packets to A carry; B's index is what arrived here (`snd`, which
+      // the relay may have written), and B learns A's from the initiation it got.
       owner.set(rcv, p.a.id);
-      owner.set(snd, p.b.id);
       p.a.remote.push(snd);
-      p.b.remote.push(rcv);
-      keepalive.set([4, 0, 0, 0]);
-      writeU32(keepalive, 4, snd);
-      fn.send(p.a.fd, keepalive, 32n, C.MSG_DONTWAIT);
+      sendKeepalive(p.a, snd);
       p.retrying = false;
       if (!stopping && ((cfg.handshakesOnly && hsT0 > 0) || p.sessions < cfg.sessionsPerPair)) {
         startAttempt(p, now, true);
       } else {
-        p.state = "done";
+        p.state = "confirm";
+        p.attempts = 0;
+        p.tNext = now + RETRY_NS;
       }
       return;
     }
@@ -381,10 +449,12 @@ function drain(s: Side, rounds: number, dataPhase: boolean): void {
       if (len < 4) continue;
       if (rxSlab[at] === 4) {
         if (len < 32) continue;
-        if (owner.get(rxView.getUint32(at + 4, true)) !== s.id) {
+        const idx = rxView.getUint32(at + 4, true);
+        if (owner.get(idx) !== s.id) {
           stats.wrongIndex++;
           continue;
         }
+        if (s.responded.size > 0) confirmResponder(s, idx);
         // Keepalives (no send time at bytes 16-23) are not data.
         if (!dataPhase || len < 24 || rxView.getUint32(at + 16, true) === 0) continue;
         s.rx++;
@@ -519,6 +589,7 @@ function makeSide(id: number, pair: number, isB: boolean, self: string, peer: st
     resp: { msg: new Uint8Array(RESP_LEN), idx: 0 },
     regAt: 0,
     remote: [],
+    responded: new Map(),
     next: 0,
     counter: 0,
     tokens: 0,
@@ -540,7 +611,7 @@ function handshakePhase(): number {
     let pending = 0;
     for (const p of pairs) {
       pairTimers(p, now);
-      if (p.state === "reg" || p.state === "wait") pending++;
+      if (p.state === "reg" || p.state === "wait" || p.state === "confirm") pending++;
     }
     if (pending === 0 || now > deadline) break;
     pollRx(1, false);
@@ -557,7 +628,7 @@ function handshakesOnly(): number {
   hsPerSecond = new Array(Math.ceil(cfg.duration)).fill(0);
   for (const p of pairs) {
     p.ok = 0;
-    if (p.state === "done") startAttempt(p, t0, true);
+    if (p.state === "done" || p.state === "confirm") startAttempt(p, t0, true);
     else startHandshake(p, t0);
   }
   for (;;) {
@@ -813,6 +884,7 @@ function main(): void {
       attempted: cfg.pairs,
       retries: stats.retries,
       cookie_replies: stats.cookies,
+      keepalive_resends: stats.keepaliveResends,
       phase_ms: hsNs / 1e6,
     },
     a_to_b: { sent: txAB, received: rxAB, loss_pct: loss(txAB, rxAB) },
