@@ -17,7 +17,9 @@
  * rekey that would prove A's new address does not get through while it runs: B is the
  * initiator here, and its initiations towards A's unproven address find no credit (each ping
  * reply takes exactly what its request brought, and TCP retransmissions wait for more), so the
- * handshake came only once the download ended (`next_handshake_after_download_end`).
+ * handshake came only once the download ended (`next_handshake_after_download_end`). A port
+ * change right after one packet from another network (a non-atomic NAT rule swap leaked one)
+ * also loses the proof: the rule compares with the side's previous address only.
  *
  * Needs root and the tools of tests/support/netns.ts; skipped with a message elsewhere, required
  * where CI=true. `e2e-metric:` lines carry the figures; they are reported, never asserted beyond
@@ -36,6 +38,7 @@ import {
   latestHandshake,
   type Link,
   type Netns,
+  type Proc,
   sleep,
   until,
   waitForHandshake,
@@ -111,6 +114,8 @@ interface RebindLab {
   nat: Netns;
   /** The NAT router's WAN link; its `down4` is the NAT's first public address. */
   wan: Link;
+  /** The bridge, whose log shows each roam. */
+  bridge: Proc;
 }
 
 async function buildRebindLab(lab: Lab): Promise<RebindLab> {
@@ -128,22 +133,35 @@ async function buildRebindLab(lab: Lab): Promise<RebindLab> {
   await lab.link(net, bNs, { v4: true });
   const b = await lab.wireguard(bNs, "b", "10.250.0.2");
   // Defaults: no limit lifted, the datapath `deno task start` runs.
-  await lab.startBridge(bridge, { groups: [[a.publicKey, b.publicKey]] });
+  const relay = await lab.startBridge(bridge, { groups: [[a.publicKey, b.publicKey]] });
   const bridgeEndpoint = `${bridgeLink.down4}:${BRIDGE_PORT}`;
   await addPeer(a, b, bridgeEndpoint);
   await addPeer(b, a, bridgeEndpoint);
   await waitForHandshake(a, b, HANDSHAKE_MS);
-  return { a, b, nat, wan };
+  return { a, b, nat, wan, bridge: relay };
 }
 
 /**
- * Makes the NAT source-translate A's traffic to `address` (a second public address: a network
- * change) and flushes conntrack, so the next packet of every flow takes the new mapping.
+ * Replaces the NAT's translation rules in one nftables transaction, then flushes conntrack so
+ * the next packet of every flow takes the new mapping. One transaction matters: between a
+ * separate flush and add (as Lab.setMasquerade does), a packet leaves untranslated from A's
+ * private address, and the bridge sees a move to another network and back.
  */
-async function natTo(nat: Netns, wanIface: string, address: string): Promise<void> {
-  await inNs(nat, ["nft", "flush chain ip wgbe2e post"]);
-  await inNs(nat, ["nft", `add rule ip wgbe2e post oifname ${wanIface} snat ip to ${address}`]);
+async function renat(nat: Netns, wanIface: string, translation: string[]): Promise<void> {
+  const script = ["flush chain ip wgbe2e post"]
+    .concat(translation.map((t) => `add rule ip wgbe2e post oifname ${wanIface} ${t}`));
+  await inNs(nat, ["nft", "-f", "-"], { stdin: script.join("\n") + "\n" });
   await inNs(nat, ["conntrack", "-F"], { allowFail: true });
+}
+
+/** A port change: the same public address, UDP source ports from `range` (e.g. "40000-40099"). */
+function portChange(nat: Netns, wanIface: string, range: string): Promise<void> {
+  return renat(nat, wanIface, [`meta l4proto udp masquerade to :${range}`, "masquerade"]);
+}
+
+/** A network change: A's traffic leaves from `address`, another public address of the NAT. */
+function networkChange(nat: Netns, wanIface: string, address: string): Promise<void> {
+  return renat(nat, wanIface, [`snat ip to ${address}`]);
 }
 
 /** How a ping probes a change: every `intervalS` for `windowS`, the change `leadMs` in. */
@@ -310,21 +328,28 @@ e2eTest(
     await withLab("rbport", 150_000, async (lab) => {
       const l = await buildRebindLab(lab);
       const before = await baselines(lab, l);
-      const portChange = (i: number) => () =>
-        lab.setMasquerade(l.nat, l.wan.downIface, PORT_RANGES[i]);
+      const change = (i: number) => () => portChange(l.nat, l.wan.downIface, PORT_RANGES[i]);
 
-      const interactive = await pingAcross(l.a.ns, l.b.address, INTERACTIVE, portChange(0));
+      const interactive = await pingAcross(l.a.ns, l.b.address, INTERACTIVE, change(0));
       reportRecovery("rebind_port.from_a", interactive);
-      const up = await bulk(lab, l.a, l.b, { before: portChange(1) });
+      const up = await bulk(lab, l.a, l.b, { before: change(1) });
       reportBulk("rebind_port.a_upload_right_after", up, before.up);
-      const down = await bulk(lab, l.a, l.b, { download: true, before: portChange(2) });
+      const down = await bulk(lab, l.a, l.b, { download: true, before: change(2) });
       reportBulk("rebind_port.a_download_right_after", down, before.down);
       assert.ok(up.bps > 0 && down.bps > 0, "bulk traffic did not recover after a port change");
 
       // A idle, B pinging it: B's packets go to A's old port until A sends (its keepalive).
-      const towards = await pingAcross(l.b.ns, l.a.address, TOWARDS_IDLE, portChange(3));
+      const towards = await pingAcross(l.b.ns, l.a.address, TOWARDS_IDLE, change(3));
       reportRecovery("rebind_port.towards_idle_a", towards);
 
+      // The lab changed ports only: every roam the bridge logged stayed on the NAT's address.
+      const roams = [
+        ...l.bridge.output().matchAll(/index \d+, ([\d.]+):\d+\) moved from ([\d.]+):/g),
+      ];
+      assert.ok(roams.length >= 3, "the bridge logged no roams");
+      for (const [line, to, from] of roams) {
+        assert.ok(to === l.wan.down4 && from === l.wan.down4, `not a port change: ${line}`);
+      }
       const ports = await lab.natPorts(l.nat, BRIDGE_PORT);
       console.log(`e2e-info: rebind_port NAT ports at the end: ${ports.join(", ")}`);
       assert.ok(ports.some((p) => p >= 43000 && p < 43100), "the NAT did not rebind");
@@ -348,7 +373,7 @@ e2eTest(
       const handshakeBefore = await latestHandshake(l.a, l.b);
       let movedAt = 0;
       const moveTo = (n: number) => async () => {
-        await natTo(l.nat, l.wan.downIface, publicAddress(n));
+        await networkChange(l.nat, l.wan.downIface, publicAddress(n));
         movedAt = nowMs();
       };
 
