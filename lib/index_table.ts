@@ -212,6 +212,11 @@ class Columns {
   deliver: Uint32Array;
   endpoint: (Endpoint | undefined)[];
   key: (PeerKey | undefined)[];
+  /**
+   * Each side's last proven address: where a NAT rebinding back into its network may count as
+   * proven again after an excursion to another network (SECURITY.md, "Proof").
+   */
+  home: (Endpoint | undefined)[];
   counterHigh: Uint32Array;
   counterLow: Uint32Array;
   /** Packets from a side (a session's life is too short for 2^32 packets to wrap). */
@@ -235,6 +240,7 @@ class Columns {
     // capacity costs nothing here.
     this.endpoint = [];
     this.key = [];
+    this.home = [];
     this.counterHigh = new Uint32Array(2 * slots);
     this.counterLow = new Uint32Array(2 * slots);
     this.packets = new Uint32Array(2 * slots);
@@ -557,6 +563,7 @@ export class IndexTable {
     c.state[slot] = FREE;
     c.generation[slot]++;
     c.endpoint[2 * slot] = c.endpoint[2 * slot + 1] = undefined;
+    c.home[2 * slot] = c.home[2 * slot + 1] = undefined;
     c.key[2 * slot] = c.key[2 * slot + 1] = undefined;
     c.next[slot] = this.#free;
     this.#free = slot;
@@ -644,6 +651,16 @@ export class IndexTable {
     column[side]!.sessionRefs--;
     endpoint.sessionRefs++;
     column[side] = endpoint;
+  }
+
+  /** A side's last proven address (see `Columns.home`). */
+  homeOf(side: number): Endpoint {
+    return this.#columns.home[side]!;
+  }
+
+  /** Records a side's proven address. */
+  setHome(side: number, endpoint: Endpoint): void {
+    this.#columns.home[side] = endpoint;
   }
 
   /** A side's configured key. */
@@ -848,6 +865,8 @@ export class IndexTable {
     p.initiator.sessionRefs++;
     responder.sessionRefs++;
     c.key[i] = initiatorKey;
+    c.home[i] = p.initiator;
+    c.home[r] = responder;
     c.key[r] = p.target;
     c.counterHigh[i] =
       c.counterHigh[r] =
@@ -1058,6 +1077,7 @@ export class IndexTable {
       c.endpoint[to] = from.endpoint[at];
       from.endpoint[at].sessionRefs++;
       c.key[to] = from.key[at];
+      c.home[to] = from.endpoint[at];
       c.counterHigh[to] = from.counterHigh[at];
       c.counterLow[to] = from.counterLow[at];
       c.packets[to] = from.packets[at];

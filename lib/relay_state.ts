@@ -10,6 +10,7 @@
 
 import {
   MESSAGE_COOKIE_REPLY_SIZE,
+  MESSAGE_INITIATION_SIZE,
   REJECT_AFTER_TIME_MS,
   REKEY_AFTER_TIME_MS,
   REKEY_TIMEOUT_MS,
@@ -313,11 +314,18 @@ export class RelayState {
   /**
    * Whether `bytes` may be sent to `target` now, and if so charges its credit: a proven address
    * takes anything; an unproven one only what it has sent, in bytes and in packets (see
-   * {@link Endpoint.credit}).
+   * {@link Endpoint.credit}), and with `keepReserve` (transport) only beyond one initiation's
+   * worth, which stays for handshakes.
    */
-  spend(target: Endpoint, bytes: number, now: number): boolean {
+  spend(target: Endpoint, bytes: number, now: number, keepReserve = false): boolean {
     if (target.provenUntil >= now) return true;
-    if (target.credit < bytes || target.packetCredit < 1) return false;
+    // Transport leaves one initiation's worth of credit: otherwise a stream towards a peer
+    // that moved to another network spends every byte the peer sends, and the rekey that
+    // would prove its new address (an initiation carrying our index) never fits.
+    const reserve = keepReserve ? MESSAGE_INITIATION_SIZE : 0;
+    if (target.credit - reserve < bytes || target.packetCredit - (keepReserve ? 1 : 0) < 1) {
+      return false;
+    }
     target.credit -= bytes;
     target.packetCredit--;
     return true;

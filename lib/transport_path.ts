@@ -66,7 +66,7 @@ export function relayTransport(
   const source = table.endpointOf(from);
   const target = table.endpointOf(side);
   state.credit(source, packet.length);
-  if (target.provenUntil < now && !state.spend(target, packet.length, now)) {
+  if (target.provenUntil < now && !state.spend(target, packet.length, now, true)) {
     return state.drop("no-credit");
   }
   table.countPacket(from, packet.length, now);
@@ -117,10 +117,14 @@ function roam(
   table.setEndpoint(from, endpoint);
   // A NAT that rebinds keeps the address (or the IPv6 /64) and changes the port: the side
   // stays proven there, and someone forging such a move could only aim at their own network.
-  // A move to another network is held to the new address's credit until it answers a cookie.
-  if (previous.provenUntil > endpoint.provenUntil && samePrefix(previous, endpoint)) {
-    endpoint.provenUntil = previous.provenUntil;
+  // The network is the side's last proven one, not merely its previous address, so that one
+  // packet from elsewhere (a Wi-Fi to LTE and back, a dual-WAN router) does not cost the proof.
+  // A move to another network is held to the new address's credit until a handshake proves it.
+  const home = table.homeOf(from) ?? previous;
+  if (home.provenUntil > endpoint.provenUntil && samePrefix(home, endpoint)) {
+    endpoint.provenUntil = home.provenUntil;
   }
+  if (endpoint.provenUntil >= now) table.setHome(from, endpoint);
   // The key's location follows once the old address has gone quiet (see KeyDirectory.learn):
   // a roam proves nothing about who the side belongs to, so it cannot move a live location.
   state.directory.learn(key, endpoint, now);

@@ -136,9 +136,11 @@ Deno.test("a pending initiation expires after PENDING_TTL_MS", () => {
 Deno.test("a session expires SESSION_TTL_MS after its handshake, with an event", () => {
   const kA = randomKey(), kB = randomKey();
   const h = new RelayHarness([[kA, kB]]);
-  const { aIndex } = h.establish(kA, kB, A, B, 0x100);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
   h.relay.drainEvents();
   h.advance(SESSION_TTL_MS - 2000);
+  // A's proof has lapsed (no rekey in this test): A's own traffic pays for B's packet.
+  h.send(transport(bIndex, 1, 200), A);
   assert.deepEqual(h.send(transport(aIndex, 5), B).targets, [at(A)]);
   h.advance(3000);
   assert.equal(h.send(transport(aIndex, 6), B).reason, "unknown-index");
@@ -319,4 +321,40 @@ Deno.test("a key's location moves to a new address once the old one has gone qui
   assert.deepEqual(h.send(transport(readU32(back.payload, 4), 0), moved).targets, [at(B)]);
   assert.ok(h.relay.endpoints.find(moved.host, moved.port)!.provenUntil > h.now);
   assert.deepEqual(h.send(initiation(0x400, kA), B).targets, [at(moved)]);
+});
+
+Deno.test("a rekey reaches a peer that moved to another network while a stream flows to it", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const moved: Addr = { host: "203.0.113.9", port: 51821 };
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x1000);
+  let ca = 1, cb = 1;
+  // A changes networks; a ping a second each way and B's bulk data towards A: the stream
+  // spends A's credit, but never the initiation's worth it keeps for a handshake.
+  for (let s = 0; s < 130; s++) {
+    h.advance(1000);
+    h.send(transport(bIndex, ca++, 96), moved);
+    h.send(transport(aIndex, cb++, 96), B);
+    h.send(transport(aIndex, cb++, 1420), B);
+  }
+  const rekey = h.send(initiation(0x9000, kA), B);
+  assert.deepEqual(rekey.targets, [at(moved)], "B's rekey reaches A's new address");
+  // A answers the index the bridge wrote: its new address is proven, the stream runs in full.
+  const back = h.send(response(0x9100, readU32(rekey.payload, 4), kB), moved);
+  assert.deepEqual(back.targets, [at(B)]);
+  assert.ok(h.relay.endpoints.find(moved.host, moved.port)!.provenUntil > h.now);
+  assert.deepEqual(h.send(transport(aIndex, cb++, 1420), B).targets, [at(moved)]);
+});
+
+Deno.test("a side back in its proven network after a packet from elsewhere is proven again", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x1000);
+  h.advance(1000);
+  // One packet from another network (a Wi-Fi to LTE and back, a NAT leaking a private
+  // address), then A's NAT gives it a new port of its proven address.
+  h.send(transport(bIndex, 1, 96), { host: "10.0.0.2", port: 51821 });
+  const back: Addr = { host: A.host, port: 40079 };
+  assert.deepEqual(h.send(transport(bIndex, 2, 96), back).targets, [at(B)]);
+  assert.deepEqual(h.send(transport(aIndex, 1, 1420), B).targets, [at(back)], "no credit needed");
 });
