@@ -142,12 +142,19 @@ export class SimPeer {
   /**
    * Sends an initiation for `targetKey` and, if the bridge answers with a cookie reply (it
    * does for an address it has not seen receive), retries with mac2 under that cookie, as a
-   * real peer does at its next retransmission. Returns the sender index finally used.
+   * real peer does at its next retransmission. With `retryIfHeld`, a first contact the bridge
+   * holds (no answer) is retried at once, which draws the cookie. Returns the sender index
+   * finally used.
    */
-  async initiate(index: number, targetKey: string): Promise<number> {
-    const first = initiation(index, targetKey);
+  async initiate(index: number, targetKey: string, retryIfHeld = false): Promise<number> {
+    let first = initiation(index, targetKey);
     await this.send(first);
-    const answer = await this.next(3, 300);
+    let answer = await this.next(3, 300);
+    if (!answer && retryIfHeld) {
+      first = initiation(++index, targetKey);
+      await this.send(first);
+      answer = await this.next(3, 300);
+    }
     if (!answer || readU32(answer, 4) !== index) return index;
     const cookie = openCookieReply(answer, targetKey, first);
     if (!cookie) throw new Error("cookie reply did not open");
