@@ -9,9 +9,10 @@
  * the index the bridge wrote into the forwarded initiation, echoed back, proves its address.
  *
  * A held source is only a guess at where the other key lives (its own key is encrypted), so a
- * wrong pairing costs the second peer one retransmission, and a source that retries while held
- * gets a cookie, the old way. Each held source pairs once. State is bounded: a few sources per
- * group, gone after {@link HOLD_MS}.
+ * wrong pairing costs the second peer one retransmission; a source whose first contact was held
+ * or paired is held in turn, and its retry gets a cookie, the old way, so spoofed held entries
+ * cost a peer at most that cookie round. Each held source pairs once. State is bounded: a few
+ * sources per group and a few thousand first contacts, gone after {@link HOLD_MS}.
  *
  * @module
  */
@@ -107,14 +108,10 @@ export class FirstContact {
     }
   }
 
-  /** Number of held entries, for metrics. */
-  get size(): number {
-    let n = 0;
-    for (const held of this.#byGroup) n += held.length;
-    return n;
-  }
-
-  /** Forgets `endpoint`'s held initiation (it proved itself: candidates find it now). */
+  /**
+   * Forgets `endpoint`'s first contact: it proved itself (candidates find it now) or found its
+   * peer (it must not be offered to anyone else's).
+   */
   forget(endpoint: Endpoint): void {
     this.#forget(endpoint);
     this.#had.delete(endpoint);

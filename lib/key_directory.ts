@@ -97,11 +97,6 @@ export class KeyDirectory {
     else this.learn(key, endpoint, now);
   }
 
-  /** Where `key` was last located, fresh or not (for the roaming rule). */
-  locatedAt(key: PeerKey): Endpoint | undefined {
-    return this.#located[key.id];
-  }
-
   /**
    * The key's fresh address, if any. It may be unproven (a peer that got in on first contact):
    * what is sent there is then held to the address's byte credit.
