@@ -13,7 +13,8 @@ import assert from "node:assert/strict";
 import {
   addPeer,
   BRIDGE_PORT,
-  canRunE2E,
+  e2eMetric,
+  e2eSuite,
   firstReply,
   inNs,
   iperf3,
@@ -29,17 +30,9 @@ import {
   withLab,
 } from "./support/netns.ts";
 
-const cannotRun = await canRunE2E();
-// CI installs everything these tests need, so there a missing piece is a failure, not a skip.
-const required = await isCI();
-if (cannotRun) {
-  console.log(`e2e tests ${required ? "cannot run (CI requires them)" : "skipped"}: ${cannotRun}`);
-}
-
-async function isCI(): Promise<boolean> {
-  const env = await Deno.permissions.query({ name: "env", variable: "CI" });
-  return env.state === "granted" && ["true", "1"].includes(Deno.env.get("CI") ?? "");
-}
+// Skipped where they cannot run, except under CI, which installs all they need.
+const e2eTest = await e2eSuite("e2e tests");
+const metric = e2eMetric;
 
 /**
  * Room for a handshake: a cookie round (which a peer answers only at its next retransmission,
@@ -56,20 +49,6 @@ const REKEY_TIMEOUT_MS = 5_000;
 const RECOVERY_MS = 60_000;
 /** How long a forbidden pair keeps trying (several handshake retransmissions) in negative tests. */
 const DENIED_WINDOW_S = 12;
-
-function e2eTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: cannotRun !== null && !required,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: cannotRun ? () => Promise.reject(new Error(`e2e cannot run: ${cannotRun}`)) : fn,
-  });
-}
-
-function metric(name: string, value: number, unit: string): void {
-  console.log(`e2e-metric: ${name}=${Number(value.toFixed(3))} ${unit}`);
-}
 
 /** How a peer reaches the bridge's network. */
 interface PeerSpec {

@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import {
   addPeer,
   BRIDGE_PORT,
-  canRunE2E,
+  e2eSuite,
   inNs,
   type Lab,
   type Netns,
@@ -28,32 +28,12 @@ import {
   withLab,
 } from "./support/netns.ts";
 
-const cannotRun = await canRunE2E();
-const required = await isCI();
-if (cannotRun) {
-  const what = required ? "cannot run (CI requires them)" : "skipped";
-  console.log(`multi-address tests ${what}: ${cannotRun}`);
-}
-
-async function isCI(): Promise<boolean> {
-  const env = await Deno.permissions.query({ name: "env", variable: "CI" });
-  return env.state === "granted" && ["true", "1"].includes(Deno.env.get("CI") ?? "");
-}
+const multiAddressTest = await e2eSuite("multi-address tests");
 
 /** A first handshake takes a cookie round (about 5 s); room for a lost packet or two. */
 const HANDSHAKE_MS = 25_000;
 /** The ping loop: one every 0.2 s for 4 s on every pair, none may be lost. */
 const PINGS = { count: 20, interval: 0.2, wait: 2 };
-
-function multiAddressTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: cannotRun !== null && !required,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: cannotRun ? () => Promise.reject(new Error(`cannot run: ${cannotRun}`)) : fn,
-  });
-}
 
 /** The bridge host's addresses: `.2`/`::2` primary, `.3`/`::3` secondary, port 51820. */
 interface BridgeHost {

@@ -32,7 +32,8 @@ import assert from "node:assert/strict";
 import {
   addPeer,
   BRIDGE_PORT,
-  canRunE2E,
+  e2eMetric,
+  e2eSuite,
   inNs,
   type Lab,
   latestHandshake,
@@ -46,19 +47,8 @@ import {
   withLab,
 } from "./support/netns.ts";
 
-const cannotRun = await canRunE2E();
-// CI installs everything these tests need, so there a missing piece is a failure, not a skip.
-const required = await isCI();
-if (cannotRun) {
-  console.log(
-    `rebind e2e tests ${required ? "cannot run (CI requires them)" : "skipped"}: ${cannotRun}`,
-  );
-}
-
-async function isCI(): Promise<boolean> {
-  const env = await Deno.permissions.query({ name: "env", variable: "CI" });
-  return env.state === "granted" && ["true", "1"].includes(Deno.env.get("CI") ?? "");
-}
+const e2eTest = await e2eSuite("rebind e2e tests");
+const metric = e2eMetric;
 
 /** A fresh bridge may challenge the first initiation; the peer answers 5 s later. */
 const HANDSHAKE_MS = 25_000;
@@ -87,20 +77,6 @@ const MOVE_AT_AGE_S = 95;
 const AFTER_REKEY_S = 30;
 /** A WAN port range per port change, so each change is sure to pick a new port. */
 const PORT_RANGES = ["40000-40099", "41000-41099", "42000-42099", "43000-43099"];
-
-function e2eTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: cannotRun !== null && !required,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: cannotRun ? () => Promise.reject(new Error(`e2e cannot run: ${cannotRun}`)) : fn,
-  });
-}
-
-function metric(name: string, value: number, unit: string): void {
-  console.log(`e2e-metric: ${name}=${Number(value.toFixed(3))} ${unit}`);
-}
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable with `ping -D` stamps. */
 function nowMs(): number {

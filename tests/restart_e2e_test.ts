@@ -16,7 +16,8 @@ import assert from "node:assert/strict";
 import {
   addPeer,
   BRIDGE_PORT,
-  canRunE2E,
+  e2eMetric,
+  e2eSuite,
   firstReply,
   type Lab,
   latestHandshake,
@@ -30,8 +31,9 @@ import {
   withLab,
 } from "./support/netns.ts";
 
-const cannotRun = await canRunE2E();
-if (cannotRun) console.log(`restart e2e tests skipped: ${cannotRun}`);
+// Skipped where they cannot run, except under CI, which installs all they need.
+const e2eTest = await e2eSuite("restart e2e tests");
+const metric = e2eMetric;
 
 /** A fresh bridge challenges the first initiation; the peer answers 5 s later (REKEY_TIMEOUT). */
 const HANDSHAKE_MS = 25_000;
@@ -40,26 +42,6 @@ const PING_INTERVAL_S = 0.1;
 
 /** State directories made by the running test, removed when it ends. */
 const stateDirs: string[] = [];
-
-function e2eTest(name: string, fn: () => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: cannotRun !== null,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    fn: async () => {
-      try {
-        await fn();
-      } finally {
-        for (const dir of stateDirs.splice(0)) await Deno.remove(dir, { recursive: true });
-      }
-    },
-  });
-}
-
-function metric(name: string, value: number, unit: string): void {
-  console.log(`e2e-metric: ${name}=${Number(value.toFixed(3))} ${unit}`);
-}
 
 interface Setup {
   bridge: Netns;

@@ -98,6 +98,40 @@ const TOOLS = [
   ["conntrack", "--version"],
 ];
 
+/** Whether this is CI (CI=true), which installs everything the end-to-end tests need. */
+async function isCI(): Promise<boolean> {
+  const env = await Deno.permissions.query({ name: "env", variable: "CI" });
+  return env.state === "granted" && ["true", "1"].includes(Deno.env.get("CI") ?? "");
+}
+
+/**
+ * Registers one file's end-to-end tests: where they cannot run (not Linux, not root, a tool
+ * missing) each is skipped after one line naming why, except under CI, which installs all they
+ * need: there a missing piece fails every test instead of hiding it.
+ */
+export async function e2eSuite(
+  label: string,
+): Promise<(name: string, fn: () => Promise<void>) => void> {
+  const cannotRun = await canRunE2E();
+  const required = await isCI();
+  if (cannotRun) {
+    console.log(`${label} ${required ? "cannot run (CI requires them)" : "skipped"}: ${cannotRun}`);
+  }
+  return (name, fn) =>
+    Deno.test({
+      name,
+      ignore: cannotRun !== null && !required,
+      sanitizeOps: false,
+      sanitizeResources: false,
+      fn: cannotRun ? () => Promise.reject(new Error(`${label} cannot run: ${cannotRun}`)) : fn,
+    });
+}
+
+/** Prints an `e2e-metric:` line: end-to-end figures are reported, never asserted. */
+export function e2eMetric(name: string, value: number, unit: string): void {
+  console.log(`e2e-metric: ${name}=${Number(value.toFixed(3))} ${unit}`);
+}
+
 /**
  * Why the end-to-end tests cannot run here, or `null` when they can.
  * Checks permissions first so that a restricted `deno test` skips instead of failing.
