@@ -131,8 +131,7 @@ Deno.test("a key holder cannot fill the endpoint table by roaming forged session
   const { w, kh } = setup(0xa6);
   const relay = w.net.monitor.relay;
   const [, j] = forgeSession(w, kh, 0x1111, 0x2222);
-  const o = relay.options;
-  const cap = 2 * o.maxSessions + 4 * o.maxPending + relay.registry.keys.length;
+  const cap = relay.endpoints.capacity;
   // P's side roams through one spoofed address after another, each with its next counter.
   // (Straight to the relay: the monitor's ledgers are not needed for a quarter million packets.)
   const packet = new Uint8Array(32);

@@ -137,7 +137,7 @@ function runFuzz(seed: number) {
   let now = 1_000_000;
   const relay = new Relay(built.registry, (b) => cookieRng.fill(b), now, LIMITS);
   const o = relay.options;
-  const endpointCap = 2 * o.maxSessions + 4 * o.maxPending + built.registry.keys.length;
+  const endpointCap = relay.endpoints.capacity;
 
   const pool = addresses(rng);
   const fixtures = [INITIATION_HEX, RESPONSE_HEX, COOKIE_REPLY_HEX, TRANSPORT_HEX].map(fromHex);

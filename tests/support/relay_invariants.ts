@@ -30,8 +30,8 @@
  *   forwarded (the last within {@link LIVE_MS}), every initiation the bridge forwards whose
  *   mac1 names K goes to A and only to A.
  * - **caps**: pending handshakes ≤ maxPending, unconfirmed sessions ≤ maxPending, sessions ≤
- *   maxSessions, endpoints ≤ the endpoint table's `capacity` if it has one, else
- *   2 × maxSessions + 4 × maxPending + keys (today's sizing).
+ *   maxSessions, endpoints ≤ the endpoint table's stated capacity (2 × maxSessions +
+ *   4 × maxPending + keys).
  *
  * @module
  */
@@ -187,12 +187,8 @@ export class RelayMonitor {
         this.#groupsOf.get(label)!.add(i);
       }
     });
-    const o = relay.options;
-    // The endpoint table's own capacity if it states one, else today's sizing rule.
-    const stated = (relay.endpoints as unknown as { capacity?: number }).capacity;
-    this.#endpointCap = typeof stated === "number"
-      ? stated
-      : 2 * o.maxSessions + 4 * o.maxPending + this.#keys.length;
+    // The endpoint table states its capacity (sized from the limits in lib/relay_state.ts).
+    this.#endpointCap = relay.endpoints.capacity;
   }
 
   /** A relay over `groups` with `options` (default limits unless given), and its monitor. */
