@@ -8,28 +8,28 @@
  */
 
 import { BindError } from "./io/datapath.ts";
-import { loadSettings } from "./io/config_file.ts";
-import { fetchStatus, HttpBindError, type OpsServer, serveOps } from "./io/http.ts";
+import { loadSettings } from "./io/files/config_file.ts";
+import { fetchStatus, HttpBindError, type OpsServer, serveOps } from "./io/http/ops.ts";
 import { bindDatapath } from "./io/bind.ts";
-import { inheritedSockets } from "./io/socket_activation.ts";
-import { openStateFile } from "./io/state_file.ts";
-import { parseHostPort } from "./lib/address.ts";
-import { type CliResult, parseCommandLine, USAGE } from "./lib/cli.ts";
-import { parseConfig } from "./lib/config.ts";
-import { KeyRegistry } from "./lib/keys.ts";
-import { Logger } from "./lib/log.ts";
-import { renderMetrics } from "./lib/metrics.ts";
-import { Relay } from "./lib/relay.ts";
+import { inheritedSockets } from "./io/linux/socket_activation.ts";
+import { openStateFile } from "./io/files/state_file.ts";
+import { parseHostPort } from "./lib/config/address.ts";
+import { type CliResult, parseCommandLine, USAGE } from "./lib/config/cli.ts";
+import { parseConfig } from "./lib/config/file.ts";
+import { KeyRegistry } from "./lib/peers/keys.ts";
+import { Logger } from "./lib/observe/log.ts";
+import { renderMetrics } from "./lib/observe/metrics.ts";
+import { Relay } from "./lib/relay/relay.ts";
 import {
   DEFAULT_METRICS_LISTEN,
   describeSettings,
   restartOnlyChanges,
   type ServerOptions,
   type SettingsLayer,
-} from "./lib/settings.ts";
-import { StatusBuilder } from "./lib/status.ts";
-import { formatStatus } from "./lib/status_text.ts";
-import { snapshot, summaryLine } from "./lib/summary.ts";
+} from "./lib/config/settings.ts";
+import { StatusBuilder } from "./lib/observe/status.ts";
+import { formatStatus } from "./lib/observe/status_text.ts";
+import { snapshot, summaryLine } from "./lib/observe/summary.ts";
 
 /** The version printed by `--version`. */
 export const VERSION = "0.1.0";

@@ -1,7 +1,7 @@
 /**
  * libc through `Deno.dlopen` for the benchmark's own load generator and reference relay.
  *
- * Deliberately separate from io/libc.ts and io/udp_linux.ts: the reference that the bridge is
+ * Deliberately separate from io/linux/libc.ts and io/linux/udp.ts: the reference that the bridge is
  * measured against must not share the bridge's datapath code, or a slowdown there would slow
  * the reference too and hide itself. What they share is only the kernel interface (64-bit
  * Linux: `mmsghdr` is 64 bytes, `iovec` 16, `epoll_event` 12, `timespec` 16).

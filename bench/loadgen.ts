@@ -43,9 +43,9 @@
 
 import { parseArgs } from "node:util";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { KeyedBlake2s } from "../lib/blake2s.ts";
-import { decodePublicKey } from "../lib/keys.ts";
-import { type Mac1Key, makeMac1Key } from "../lib/mac.ts";
+import { KeyedBlake2s } from "../lib/wire/blake2s.ts";
+import { decodePublicKey } from "../lib/peers/keys.ts";
+import { type Mac1Key, makeMac1Key } from "../lib/wire/mac.ts";
 import {
   addressOf,
   C,

@@ -16,7 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { EndpointTable } from "../lib/endpoints.ts";
+import { EndpointTable } from "../lib/peers/endpoints.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -7,7 +7,7 @@
  * Measured, in-process, on the main thread:
  * - capture: the one synchronous step (sessions copied out of the table, endpoints listed);
  * - encode: total time and the longest single step between two turns of the event loop;
- * - the write as the bridge runs it (io/state_file.ts: steps, a turn between steps,
+ * - the write as the bridge runs it (io/files/state_file.ts: steps, a turn between steps,
  *   asynchronous writes, fsync, rename), with a probe timer that records the longest the event
  *   loop was held: that is the pause the datapath sees;
  * - the file's size; decode and restore times (at start, before forwarding begins).
@@ -21,10 +21,10 @@
  */
 
 import { parseArgs } from "node:util";
-import { writeAtomically } from "../io/state_file.ts";
-import { KeyRegistry } from "../lib/keys.ts";
-import { Relay } from "../lib/relay.ts";
-import { decodeSnapshot, encodeSnapshot } from "../lib/snapshot.ts";
+import { writeAtomically } from "../io/files/state_file.ts";
+import { KeyRegistry } from "../lib/peers/keys.ts";
+import { Relay } from "../lib/relay/relay.ts";
+import { decodeSnapshot, encodeSnapshot } from "../lib/persist/format.ts";
 import { setImmediate } from "node:timers";
 
 const { values } = parseArgs({

@@ -15,11 +15,11 @@
  */
 
 import { parseArgs } from "node:util";
-import { EndpointTable } from "../lib/endpoints.ts";
-import { IndexTable } from "../lib/index_table.ts";
-import { KeyRegistry } from "../lib/keys.ts";
-import { STATUS_STEP_SLOTS } from "../io/http.ts";
-import { StatusBuilder } from "../lib/status.ts";
+import { EndpointTable } from "../lib/peers/endpoints.ts";
+import { IndexTable } from "../lib/relay/index_table.ts";
+import { KeyRegistry } from "../lib/peers/keys.ts";
+import { STATUS_STEP_SLOTS } from "../io/http/ops.ts";
+import { StatusBuilder } from "../lib/observe/status.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

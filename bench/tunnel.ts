@@ -2,7 +2,7 @@
  * Target 2: iperf3 TCP between two real `wireguard-go` peers, through the bridge and through
  * the reference relay (and directly, for context), in network namespaces.
  *
- * Needs root, `wireguard-go`, `wg`, `iperf3` and iproute2 (tests/support/netns.ts checks); it
+ * Needs root, `wireguard-go`, `wg`, `iperf3` and iproute2 (testing/netns.ts checks); it
  * is skipped otherwise, and in `--quick` runs. The peers are re-added before each measurement
  * so that every relay sees a fresh handshake.
  *
@@ -21,7 +21,7 @@ import {
   waitForHandshake,
   type WgNode,
   withLab,
-} from "../tests/support/netns.ts";
+} from "../testing/netns.ts";
 import { bridgeArgv, bridgeCommands, referenceArgv } from "./procs.ts";
 import type { Row } from "./run.ts";
 

@@ -1,9 +1,9 @@
 /**
  * Chooses and binds the datapath named by `--datapath`.
  *
- * `auto` (the default) takes the Linux datapath (io/udp_linux.ts) when this is 64-bit Linux,
+ * `auto` (the default) takes the Linux datapath (io/linux/udp.ts) when this is 64-bit Linux,
  * the process was granted `--allow-ffi` (the shipped tasks, binary, image and unit grant it)
- * and libc loads; otherwise the portable one (io/udp_deno.ts). Granting FFI is a real trade:
+ * and libc loads; otherwise the portable one (io/deno/udp.ts). Granting FFI is a real trade:
  * native code runs outside Deno's permission checks, so a compromise of the bridge is no
  * longer contained by them; in return the bridge forwards several times more packets per
  * second (BENCHMARKS.md). The grant cannot be narrowed to libc: Deno 2.9 accepts
@@ -16,11 +16,11 @@
  */
 
 import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
-import type { Logger } from "../lib/log.ts";
-import type { Datapath as DatapathChoice } from "../lib/settings.ts";
-import { openLibc } from "./libc.ts";
-import { bindDenoUdp } from "./udp_deno.ts";
-import { adoptLinuxUdp, bindLinuxUdp } from "./udp_linux.ts";
+import type { Logger } from "../lib/observe/log.ts";
+import type { Datapath as DatapathChoice } from "../lib/config/settings.ts";
+import { openLibc } from "./linux/libc.ts";
+import { bindDenoUdp } from "./deno/udp.ts";
+import { adoptLinuxUdp, bindLinuxUdp } from "./linux/udp.ts";
 
 /**
  * What the portable datapath costs where the Linux one could run: its packet rate against the

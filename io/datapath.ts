@@ -3,13 +3,13 @@
  *
  * A datapath owns its sockets and its receive loop: for each datagram it calls
  * `relay.handle()` and carries out the decision. Two exist: the portable one on
- * `Deno.listenDatagram` (io/udp_deno.ts), and where it is chosen, a Linux one on libc.
+ * `Deno.listenDatagram` (io/deno/udp.ts), and where it is chosen, a Linux one on libc.
  *
  * @module
  */
 
-import type { Logger } from "../lib/log.ts";
-import type { Relay } from "../lib/relay.ts";
+import type { Logger } from "../lib/observe/log.ts";
+import type { Relay } from "../lib/relay/relay.ts";
 
 /** Where a datapath binds: one entry per socket. */
 export interface BindAddress {
@@ -27,7 +27,7 @@ export interface Datapath {
   run(relay: Relay, logger: Logger): Promise<void>;
   /** Closes the sockets; `run` then resolves. */
   close(): void;
-  /** Names sockets for the state file (io/state_file.ts); absent: replies use the receiver. */
+  /** Names sockets for the state file (io/files/state_file.ts); absent: replies use the receiver. */
   readonly sockets?: SocketNames;
 }
 

@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import { REJECT_AFTER_TIME_MS, REKEY_TIMEOUT_MS } from "../../lib/wire/constants.ts";
+import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
+import {
+  IndexTable,
+  type IndexTableLimits,
+  PENDING_TTL_MS,
+  type PendingHandshake,
+  type Session,
+  SESSION_TTL_MS,
+  UNCONFIRMED_TTL_MS,
+} from "../../lib/relay/index_table.ts";
+import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
+import { INITIATOR_PUBLIC_KEY, RESPONDER_PUBLIC_KEY } from "../fixtures/handshake.ts";
+
+const LIMITS: IndexTableLimits = { maxPending: 8, maxPendingPerSource: 4, maxSessions: 8 };
+
+function setup(limits: Partial<IndexTableLimits> = {}) {
+  const built = KeyRegistry.build([{
+    name: "g",
+    keys: [{ key: INITIATOR_PUBLIC_KEY }, { key: RESPONDER_PUBLIC_KEY }],
+  }]);
+  if (!built.ok) throw new Error(built.error);
+  const [initiatorKey, responderKey] = built.registry.keys as PeerKey[];
+  const endpoints = new EndpointTable(1000);
+  const at = (port: number, host = "192.0.2.1"): Endpoint => endpoints.intern(host, port, 0)!;
+  const table = new IndexTable({ ...LIMITS, ...limits });
+  const pending = (index: number, from: Endpoint, now: number, to = [at(2)]): PendingHandshake => ({
+    index,
+    initiator: from,
+    target: responderKey,
+    forwardedTo: to,
+    createdAt: now,
+  });
+  /** Adds a pending handshake from port `from` and links it with a response from port `to`. */
+  const session = (index: number, responderIndex: number, now: number, from = 1, to = 2) => {
+    const p = pending(index, at(from), now, [at(to)]);
+    assert.equal(table.addPending(p), undefined);
+    return table.link(p, responderIndex, at(to), initiatorKey, now);
+  };
+  return { table, at, pending, session, initiatorKey, responderKey };
+}
+
+Deno.test("the timeouts follow WireGuard's timers", () => {
+  assert.equal(PENDING_TTL_MS, 6_000, "REKEY_TIMEOUT + jitter, rounded up");
+  assert.ok(PENDING_TTL_MS > REKEY_TIMEOUT_MS + 333);
+  assert.equal(UNCONFIRMED_TTL_MS, 2 * REKEY_TIMEOUT_MS);
+  assert.equal(SESSION_TTL_MS, REJECT_AFTER_TIME_MS + REKEY_TIMEOUT_MS);
+});
+
+Deno.test("a pending handshake lives exactly PENDING_TTL_MS", () => {
+  const { table, at, pending } = setup();
+  const source = at(1);
+  assert.equal(table.addPending(pending(7, source, 1000)), undefined);
+  assert.equal(table.pendingCount, 1);
+  assert.equal(source.pendingCount, 1);
+  assert.equal(table.pending(7, 1000 + PENDING_TTL_MS)?.index, 7, "alive at the boundary");
+  assert.equal(table.pending(7, 1000 + PENDING_TTL_MS + 1), undefined, "gone one ms later");
+  assert.equal(table.pendingCount, 0);
+  assert.equal(source.pendingCount, 0, "the source's share is returned");
+  assert.equal(table.inUse(7), false);
+});
+
+Deno.test("expire() removes pending handshakes one ms after PENDING_TTL_MS, not before", () => {
+  const { table, at, pending } = setup();
+  const source = at(1);
+  table.addPending(pending(7, source, 1000));
+  table.addPending(pending(8, source, 2000));
+  const expired: Session[] = [];
+  table.expire(1000 + PENDING_TTL_MS, (s) => expired.push(s));
+  assert.equal(table.pendingCount, 2);
+  table.expire(1000 + PENDING_TTL_MS + 1, (s) => expired.push(s));
+  assert.equal(table.pendingCount, 1);
+  assert.equal(table.inUse(7), false);
+  assert.equal(table.inUse(8), true);
+  table.expire(2000 + PENDING_TTL_MS + 1, (s) => expired.push(s));
+  assert.equal(table.pendingCount, 0);
+  assert.equal(source.pendingCount, 0);
+  assert.equal(expired.length, 0, "pending handshakes are not sessions");
+});
+
+Deno.test("addPending() past the per-source cap evicts that source's oldest, not the newest", () => {
+  const { table, at, pending } = setup({ maxPendingPerSource: 2 });
+  const source = at(1);
+  const other = at(9);
+  assert.equal(table.addPending(pending(1, source, 0)), undefined);
+  assert.equal(table.addPending(pending(5, other, 0)), undefined);
+  assert.equal(table.addPending(pending(2, source, 1)), undefined);
+  assert.equal(table.addPending(pending(3, source, 2))?.index, 1);
+  assert.equal(table.pendingCount, 3);
+  assert.equal(source.pendingCount, 2);
+  assert.deepEqual([1, 2, 3, 5].map((i) => table.inUse(i)), [false, true, true, true]);
+});
+
+Deno.test("addPending() past the total cap evicts and returns the oldest", () => {
+  const { table, at, pending } = setup({ maxPending: 3, maxPendingPerSource: 3 });
+  const first = at(1), second = at(2);
+  table.addPending(pending(1, first, 0));
+  table.addPending(pending(2, second, 1));
+  table.addPending(pending(3, second, 2));
+  const evicted = table.addPending(pending(4, second, 3));
+  assert.equal(evicted && evicted.index, 1);
+  assert.equal(table.pendingCount, 3);
+  assert.equal(first.pendingCount, 0, "the evicted one's source gets its share back");
+  assert.deepEqual([1, 2, 3, 4].map((i) => table.inUse(i)), [false, true, true, true]);
+});
+
+Deno.test("addPending() keeps the initiator's endpoint at least as long as the pending handshake", () => {
+  const { table, at, pending } = setup();
+  const source = at(1);
+  table.addPending(pending(1, source, 5000));
+  assert.ok(source.keepUntil >= 5000 + PENDING_TTL_MS);
+});
+
+Deno.test("link() turns a pending handshake into an unconfirmed session with both sides", () => {
+  const { table, at, session, initiatorKey, responderKey } = setup();
+  const { session: s, evicted } = session(10, 20, 1000);
+  assert.equal(evicted, undefined);
+  assert.equal(table.pendingCount, 0);
+  assert.equal(table.unconfirmedCount, 1);
+  assert.equal(table.sessionCount, 0);
+  assert.equal(s.confirmed, false);
+  assert.equal(s.createdAt, 1000);
+  assert.equal(s.expiresAt, 1000 + UNCONFIRMED_TTL_MS);
+  assert.equal(table.side(10), s.initiator);
+  assert.equal(table.side(20), s.responder);
+  assert.equal(s.initiator.other, s.responder);
+  assert.equal(s.responder.other, s.initiator);
+  assert.equal(s.initiator.endpoint, at(1));
+  assert.equal(s.responder.endpoint, at(2));
+  assert.equal(s.initiator.key, initiatorKey);
+  assert.equal(s.responder.key, responderKey, "the responder is the initiation's target");
+  assert.equal(at(1).pendingCount, 0);
+  assert.ok(at(1).keepUntil >= s.expiresAt && at(2).keepUntil >= s.expiresAt);
+});
+
+Deno.test("an unconfirmed session lives exactly UNCONFIRMED_TTL_MS", () => {
+  const { table, session } = setup();
+  const { session: s } = session(10, 20, 1000);
+  const expired: Session[] = [];
+  table.expire(1000 + UNCONFIRMED_TTL_MS, (x) => expired.push(x));
+  assert.equal(table.unconfirmedCount, 1);
+  table.expire(1000 + UNCONFIRMED_TTL_MS + 1, (x) => expired.push(x));
+  assert.deepEqual(expired, [s]);
+  assert.equal(table.unconfirmedCount, 0);
+  assert.equal(table.inUse(10) || table.inUse(20), false);
+});
+
+Deno.test("confirm() makes a session live SESSION_TTL_MS from its confirmation", () => {
+  const { table, at, session } = setup();
+  const { session: s } = session(10, 20, 1000);
+  assert.equal(table.confirm(s, s.createdAt), true);
+  assert.equal(s.confirmed, true);
+  assert.equal(table.unconfirmedCount, 0);
+  assert.equal(table.sessionCount, 1);
+  assert.equal(s.expiresAt, 1000 + SESSION_TTL_MS);
+  assert.ok(at(1).keepUntil >= s.expiresAt && at(2).keepUntil >= s.expiresAt);
+  const expired: Session[] = [];
+  table.expire(1000 + SESSION_TTL_MS, (x) => expired.push(x));
+  assert.equal(table.sessionCount, 1, "alive at the boundary");
+  table.expire(1000 + SESSION_TTL_MS + 1, (x) => expired.push(x));
+  assert.deepEqual(expired, [s]);
+  assert.equal(table.sessionCount, 0);
+  assert.equal(table.inUse(10) || table.inUse(20), false);
+});
+
+Deno.test("confirm() refuses past maxSessions and keeps every established session", () => {
+  const { table, session } = setup({ maxSessions: 2 });
+  const a = session(1, 2, 0).session;
+  const b = session(3, 4, 0).session;
+  const c = session(5, 6, 0).session;
+  assert.equal(table.confirm(a, a.createdAt), true);
+  assert.equal(table.confirm(b, b.createdAt), true);
+  assert.equal(table.confirm(c, c.createdAt), false);
+  assert.equal(table.sessionCount, 2);
+  assert.equal(c.confirmed, false);
+  for (const s of [a, b]) {
+    assert.equal(table.side(s.initiator.index), s.initiator);
+    assert.equal(table.side(s.responder.index), s.responder);
+  }
+  assert.equal(table.unconfirmedCount, 1, "the refused one stays unconfirmed");
+});
+
+Deno.test("link() past maxPending unconfirmed sessions evicts the oldest unconfirmed one", () => {
+  const { table, session } = setup({ maxPending: 2, maxPendingPerSource: 2 });
+  const confirmed = session(100, 200, 0).session;
+  table.confirm(confirmed, confirmed.createdAt);
+  const first = session(1, 2, 10).session;
+  session(3, 4, 20);
+  const { evicted } = session(5, 6, 30);
+  assert.equal(evicted, first);
+  assert.equal(table.unconfirmedCount, 2);
+  assert.equal(table.inUse(1) || table.inUse(2), false);
+  assert.equal(table.sessionCount, 1, "confirmed sessions are not touched");
+  assert.equal(table.side(100), confirmed.initiator);
+});
+
+Deno.test("remove() frees both indices of a session", () => {
+  const { table, session } = setup();
+  const { session: s } = session(10, 20, 0);
+  table.confirm(s, s.createdAt);
+  table.remove(s);
+  assert.equal(table.sessionCount, 0);
+  assert.equal(table.side(10), undefined);
+  assert.equal(table.side(20), undefined);
+  assert.equal(table.inUse(10) || table.inUse(20), false);
+  table.remove(s);
+  assert.equal(table.sessionCount, 0, "removing twice is harmless");
+});
+
+Deno.test("inUse() covers pending indices and both sides of unconfirmed and confirmed sessions", () => {
+  const { table, at, pending, session } = setup();
+  table.addPending(pending(1, at(5), 0));
+  session(2, 3, 0);
+  const { session: s } = session(4, 5, 0);
+  table.confirm(s, s.createdAt);
+  assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((i) => table.inUse(i)), [
+    false,
+    true,
+    true,
+    true,
+    true,
+    true,
+    false,
+  ]);
+});
+
+Deno.test("sessions() lists confirmed and unconfirmed sessions", () => {
+  const { table, session } = setup();
+  const a = session(1, 2, 0).session;
+  const b = session(3, 4, 0).session;
+  table.confirm(b, b.createdAt);
+  assert.deepEqual(new Set(table.sessions()), new Set([a, b]));
+});
+
+Deno.test("retain() removes the sessions the predicate rejects, returns them and drops every pending handshake", () => {
+  const { table, at, pending, session } = setup();
+  const keep = session(1, 2, 0).session;
+  const drop = session(3, 4, 0).session;
+  table.confirm(keep, keep.createdAt);
+  const source = at(7);
+  table.addPending(pending(9, source, 0));
+  const removed = table.retain((s) => s === keep);
+  assert.deepEqual(removed, [drop]);
+  assert.equal(table.sessionCount, 1);
+  assert.equal(table.unconfirmedCount, 0);
+  assert.equal(table.pendingCount, 0);
+  assert.equal(source.pendingCount, 0);
+  assert.equal(table.side(1), keep.initiator);
+  assert.equal(table.inUse(3) || table.inUse(4) || table.inUse(9), false);
+});
+
+Deno.test("expire() removes sessions in age order and reports each one once", () => {
+  const { table, session } = setup();
+  const sessions = [0, 1000, 2000].map((t, i) => session(10 + i, 20 + i, t).session);
+  for (const s of sessions) table.confirm(s, s.createdAt);
+  const expired: number[] = [];
+  const note = (s: Session) => expired.push(s.initiator.index);
+  table.expire(1000 + SESSION_TTL_MS + 1, note);
+  assert.deepEqual(expired, [10, 11]);
+  table.expire(1000 + SESSION_TTL_MS + 1, note);
+  assert.deepEqual(expired, [10, 11]);
+  table.expire(2000 + SESSION_TTL_MS + 1, note);
+  assert.deepEqual(expired, [10, 11, 12]);
+});
+
+// A session lives SESSION_TTL_MS from its confirmation, so the confirmed set is in expiry
+// order and expire() may stop at the first live session.
+Deno.test("expire() removes confirmed sessions in expiry order, counted from confirmation", () => {
+  const { table, session } = setup();
+  const older = session(1, 2, 0).session;
+  const younger = session(3, 4, 1000).session;
+  table.confirm(younger, 1000); // its initiator spoke at once
+  table.confirm(older, 5000); // this one's initiator took longer
+  assert.equal(older.expiresAt, 5000 + SESSION_TTL_MS);
+  const expired: Session[] = [];
+  table.expire(1000 + SESSION_TTL_MS + 1, (s) => expired.push(s));
+  assert.deepEqual(expired, [younger]);
+  table.expire(5000 + SESSION_TTL_MS + 1, (s) => expired.push(s));
+  assert.deepEqual(expired, [younger, older]);
+  assert.equal(table.inUse(1) || table.inUse(3), false);
+  assert.equal(table.sessionCount, 0);
+});
