@@ -5,7 +5,7 @@
 #     -v /etc/wg-bridge:/etc/wg-bridge:ro -v wg-bridge-state:/var/lib/wg-bridge wg-bridge
 #   docker kill -s HUP wg-bridge        # reload the config
 #
-# The sandboxed image (no FFI; the portable datapath, several times slower, see README):
+# The sandboxed image (no FFI; the portable datapath, several times slower, see docs/deployment.md):
 #   docker build --build-arg COMPILE_TASK=compile:sandboxed -t wg-bridge:sandboxed .
 #
 # See example.docker-compose.yml for the same with the metrics listener.
@@ -33,7 +33,7 @@ RUN mkdir -p /src/state
 # socket buffers are capped by net.core.rmem_max/wmem_max, as on the host).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/wg-bridge /usr/local/bin/wg-bridge
-# The state file keeps every tunnel across restarts and upgrades (README "Restarts"). A volume
+# The state file keeps every tunnel across restarts and upgrades (docs/operations.md, "Restarts"). A volume
 # here starts out owned by nonroot; without one Docker makes an anonymous volume.
 COPY --from=build --chown=65532:65532 /src/state /var/lib/wg-bridge
 VOLUME /var/lib/wg-bridge

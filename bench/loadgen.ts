@@ -20,7 +20,7 @@
  *
  * Speed: one thread, non-blocking sockets connected to the relay, `sendmmsg` bursts of 64 per
  * side and `recvmmsg` batches through epoll, the same design as the C wgload it is checked
- * against (BENCHMARKS.md). Per packet it writes a 24-byte header and reads a kernel receive
+ * against (docs/benchmarks.md). Per packet it writes a 24-byte header and reads a kernel receive
  * timestamp (SO_TIMESTAMPNS), so nearly all its time is spent in the kernel, like wgload's.
  *
  * Modes:

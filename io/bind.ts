@@ -6,7 +6,7 @@
  * and libc loads; otherwise the portable one (io/deno/udp.ts). Granting FFI is a real trade:
  * native code runs outside Deno's permission checks, so a compromise of the bridge is no
  * longer contained by them; in return the bridge forwards several times more packets per
- * second (BENCHMARKS.md). The grant cannot be narrowed to libc: Deno 2.9 accepts
+ * second (docs/benchmarks.md). The grant cannot be narrowed to libc: Deno 2.9 accepts
  * `--allow-ffi=/path/libc.so.6` for `dlopen`, but refuses the pointer operations the datapath
  * needs (`UnsafePointer.of`, `UnsafePointerView`) unless FFI is granted without a path
  * (denoland/deno#15511). Started without FFI (the sandboxed tasks), nothing is asked and the
@@ -24,7 +24,7 @@ import { adoptLinuxUdp, bindLinuxUdp } from "./linux/udp.ts";
 
 /**
  * What the portable datapath costs where the Linux one could run: its packet rate against the
- * Linux datapath's in the same run (BENCHMARKS.md, 2026-11-30: 0.19x at 64 B over 100 sessions
+ * Linux datapath's in the same run (docs/benchmarks.md, 2026-11-30: 0.19x at 64 B over 100 sessions
  * with the project's load generator, 0.31-0.34x at one pair with the C wgload).
  */
 export const PORTABLE_COST = "about 0.2-0.3x the Linux datapath's packet rate";

@@ -4,7 +4,7 @@
  * This is the bridge's whole policy, and it touches no socket or clock: a datapath (io/) feeds
  * it datagrams and carries out the {@link RelayDecision} it returns. The decision object is
  * reused for every packet, so the hot path allocates nothing. The rules themselves live in
- * transport_path.ts and handshakes.ts; SECURITY.md explains them.
+ * transport.ts and handshake.ts; SECURITY.md explains them.
  *
  * @module
  */

@@ -196,7 +196,7 @@ multiAddressTest(
     await withLab("multilisten", 120_000, async (lab) => {
       const world = await buildWorld(lab);
       const { bridge, a, b, c } = world;
-      // What README tells admins of the portable datapath to do: bind each address.
+      // What docs/deployment.md tells admins of the portable datapath to do: bind each address.
       const listen = [bridge.primary4, bridge.secondary4, bridge.primary6, bridge.secondary6];
       await lab.startBridge(bridge.ns, { groups: [keysOf(world)], datapath: "deno", listen });
       const port = `:${BRIDGE_PORT}`;
