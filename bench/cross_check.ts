@@ -29,7 +29,8 @@
  * @module
  */
 
-import { type BridgeMode, freePort, loadgen, randomKeys, Service, startBridge } from "./procs.ts";
+import { freePort } from "../testing/free_port.ts";
+import { type BridgeMode, loadgen, randomKeys, Service, startBridge } from "./procs.ts";
 import type { Row } from "./run.ts";
 
 /** What the cross-check needs of the bench's plan. */

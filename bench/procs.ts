@@ -1,11 +1,13 @@
 /**
  * Processes for the benchmark: the bridge, the reference relay and load generator runs, each
- * tracked by PID and stopped by PID, and small helpers (free ports, key files, RSS).
+ * tracked by PID and stopped by PID, and small helpers (key files, RSS).
  *
  * Everything talks over loopback only, and every run is bounded in time.
  *
  * @module
  */
+
+import { freePort } from "../testing/free_port.ts";
 
 /** The repository root. */
 export const ROOT = new URL("../", import.meta.url);
@@ -102,14 +104,6 @@ export class Service {
 /** Stops every service still running (on the way out, also after an error). */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((s) => s.stop()));
-}
-
-/** A UDP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): number {
-  const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
 }
 
 /** `n` random public keys in base64 (random bytes serve as well as real keys for mac1). */

@@ -39,7 +39,6 @@ import {
   addressMemory,
   bridgeArgv,
   bridgeCommands,
-  freePort,
   loadgen,
   randomKeys,
   referenceName,
@@ -53,6 +52,7 @@ import {
   useReferenceCommand,
 } from "./procs.ts";
 import { crossCheck } from "./cross_check.ts";
+import { freePort } from "../testing/free_port.ts";
 import { tunnelBench } from "./tunnel.ts";
 
 /** One line of the results table. */

@@ -12,7 +12,8 @@
 
 import assert from "node:assert/strict";
 import { ROAM_WINDOW } from "../../lib/relay/relay.ts";
-import { BridgeProcess, freePort } from "../../testing/bridge_process.ts";
+import { BridgeProcess } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import {
   initiation,
   openCookieReply,
