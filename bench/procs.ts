@@ -265,6 +265,25 @@ function nextSourcePrefix(): string {
  */
 export type Sources = "each" | "shared";
 
+/**
+ * Load-generator arguments for a run against the relay on loopback `port`: `pairs` and `size`
+ * when given, `seconds` of traffic, then any `extra` flags.
+ */
+export function loadArgs(
+  port: number,
+  o: { pairs?: number; size?: number; seconds: number; extra?: string[] },
+): string[] {
+  return [
+    "--relay",
+    `127.0.0.1:${port}`,
+    ...(o.pairs === undefined ? [] : ["--pairs", String(o.pairs)]),
+    ...(o.size === undefined ? [] : ["--size", String(o.size)]),
+    "--duration",
+    String(o.seconds),
+    ...(o.extra ?? []),
+  ];
+}
+
 /** Runs the load generator with `args` (plus --keys when given), bounded; returns its JSON. */
 export async function loadgen(
   args: string[],

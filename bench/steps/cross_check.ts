@@ -29,9 +29,11 @@
  * @module
  */
 
-import { freePort } from "../testing/free_port.ts";
-import { type BridgeMode, loadgen, randomKeys, Service, startBridge } from "./procs.ts";
-import type { Row } from "./run.ts";
+import { freePort } from "../../testing/free_port.ts";
+import { median } from "../figures.ts";
+import { GOALS, verdict } from "../goals.ts";
+import { type BridgeMode, loadgen, randomKeys, Service, startBridge } from "../procs.ts";
+import type { Report, Row, Step } from "../step.ts";
 
 /** What the cross-check needs of the bench's plan. */
 export interface CrossPlan {
@@ -105,13 +107,6 @@ async function wgload(
     throw new Error(`wgload failed (exit ${out.code}): ${err}`);
   }
   return JSON.parse(text.split("\n").pop()!);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return 0;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** One bounded run of the project's generator (all pairs behind one address, as wgload's). */
@@ -234,7 +229,7 @@ async function crossCase(
   );
   const generators = ratio("loadgen-nullrelay", "wgload-nullrelay");
   const rows: Row[] = [{
-    target: `(info) cross-check of the generators: ${size} B, ${pairs} pair(s) on one address ` +
+    name: `(info) cross-check of the generators: ${size} B, ${pairs} pair(s) on one address ` +
       `through C nullrelay, loadgen (in the bridge column) vs wgload`,
     unit: "pkt/s",
     bridge: median(rates("loadgen-nullrelay")),
@@ -249,14 +244,13 @@ async function crossCase(
     const run: Run = mode === "default" ? "loadgen-default" : "loadgen-sandboxed";
     const r = ratio(run, "loadgen-nullrelay");
     rows.push({
-      target: `cross-check: loadgen ${size} B, ${pairs} pair(s) on one address, ${mode} mode`,
+      name: `cross-check: loadgen ${size} B, ${pairs} pair(s) on one address, ${mode} mode`,
       unit: "pkt/s",
       bridge: median(rates(run)),
       reference: median(rates("loadgen-nullrelay")),
       referenceName: "C nullrelay",
       ratio: r,
-      goal: mode === "default" ? ">= 0.9" : "none",
-      met: r >= 0.9,
+      ...verdict(GOALS.forwarding, r, mode === "default"),
       detail: {
         rounds: rates(run),
         nullrelayRounds: rates("loadgen-nullrelay"),
@@ -276,11 +270,16 @@ async function crossCase(
   return rows;
 }
 
+/** The cross-check with the shared C instruments (built from `plan.wgbench`; skipped without). */
+export const crossCheckStep: Step = {
+  name: "cross",
+  measures: "the generator against C wgload, the bridge against C nullrelay (../shared/wgbench)",
+  quick: false,
+  run: crossCheck,
+};
+
 /** Runs the cross-check, handing each row to `report` as it comes; or says why it was skipped. */
-export async function crossCheck(
-  plan: CrossPlan,
-  report: (row: Row) => void,
-): Promise<string | undefined> {
+async function crossCheck(plan: CrossPlan, report: Report): Promise<string | undefined> {
   const tools = await build(plan.wgbench);
   if (typeof tools === "string") return tools;
   const cases: [number, number][] = plan.quick
