@@ -31,28 +31,12 @@
 
 import { freePort } from "../../testing/free_port.ts";
 import { median } from "../figures.ts";
+import { forwardingCases } from "./forwarding.ts";
 import { GOALS, verdict } from "../goals.ts";
 import { type BridgeMode, loadgen, randomKeys, Service, startBridge } from "../procs.ts";
-import type { Report, Row, Step } from "../step.ts";
+import type { Plan, Report, Row, Step } from "../step.ts";
 
-/** What the cross-check needs of the bench's plan. */
-export interface CrossPlan {
-  /** Fewer cases, one round. */
-  quick: boolean;
-  /** Rounds per case (the order of the relays rotates). */
-  rounds: number;
-  /** Seconds of traffic per run. */
-  seconds: number;
-  /** Directory for key and config files. */
-  dir: string;
-  /** The instruments' sources. */
-  wgbench: string;
-  /** `--datapath` for the bridge, only when the bench was asked for one. */
-  datapath?: string;
-  /** `--log-level` for the bridge, only when the bench was asked for one. */
-  logLevel?: string;
-}
-
+/** The C instruments, built. */
 interface Tools {
   wgload: string;
   nullrelay: string;
@@ -139,7 +123,7 @@ const completed = (x: Record<string, unknown>) =>
 /** The relays of one case, started (the caller stops them; all of them if one fails). */
 async function startRelays(
   tools: Tools,
-  plan: CrossPlan,
+  plan: Plan,
   keys: Record<BridgeMode, string[]>,
 ): Promise<{ services: Service[]; ports: Record<"nullrelay" | BridgeMode, number> }> {
   const nullPort = freePort();
@@ -163,7 +147,7 @@ async function startRelays(
 /** One case: every run, rounds rotating the order; rows for the generators and both modes. */
 async function crossCase(
   tools: Tools,
-  plan: CrossPlan,
+  plan: Plan,
   size: number,
   pairs: number,
 ): Promise<Row[]> {
@@ -279,12 +263,11 @@ export const crossCheckStep: Step = {
 };
 
 /** Runs the cross-check, handing each row to `report` as it comes; or says why it was skipped. */
-async function crossCheck(plan: CrossPlan, report: Report): Promise<string | undefined> {
+async function crossCheck(plan: Plan, report: Report): Promise<string | undefined> {
   const tools = await build(plan.wgbench);
   if (typeof tools === "string") return tools;
-  const cases: [number, number][] = plan.quick
-    ? [[64, 1], [64, 100]]
-    : [[64, 1], [64, 100], [1420, 1], [1420, 100]];
-  for (const [size, pairs] of cases) (await crossCase(tools, plan, size, pairs)).forEach(report);
+  for (const [size, pairs] of forwardingCases(plan.quick)) {
+    (await crossCase(tools, plan, size, pairs)).forEach(report);
+  }
   return undefined;
 }

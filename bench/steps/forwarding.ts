@@ -11,9 +11,10 @@ import { GOALS, verdict } from "../goals.ts";
 import { loadArgs, loadgen, randomKeys, startBridge, startReference, startSink } from "../procs.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
-/** Packet sizes and session counts, as [size, pairs]. */
-const CASES: [number, number][] = [[64, 1], [64, 100], [1420, 1], [1420, 100]];
-const QUICK_CASES: [number, number][] = [[64, 1], [64, 100]];
+/** The loads of a forwarding comparison, as [packet size, pairs]; 64 B only in --quick. */
+export function forwardingCases(quick: boolean): [number, number][] {
+  return quick ? [[64, 1], [64, 100]] : [[64, 1], [64, 100], [1420, 1], [1420, 100]];
+}
 
 /** Forwarding: bridge vs reference relay, every case of the run. */
 export const forwardingStep: Step = {
@@ -21,7 +22,7 @@ export const forwardingStep: Step = {
   measures: "delivered pkt/s, bridge vs reference relay, 64/1420 B, 1 and 100 sessions",
   quick: true,
   async run(plan, report) {
-    for (const [size, pairs] of plan.quick ? QUICK_CASES : CASES) {
+    for (const [size, pairs] of forwardingCases(plan.quick)) {
       await forwarding(plan, report, size, pairs);
     }
     return undefined;

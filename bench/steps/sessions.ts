@@ -30,36 +30,60 @@ export const sessionsStep: Step = {
   },
 };
 
-/** The two bridges and the reference relay; reports scale and memory, returns B per session. */
+/** The load of the step: generator pairs, and the packet size of its data phases. */
+const PAIRS = 100, SIZE = 64;
+
+/** What the step measured: the generators' reports and the big bridge's RSS at three times. */
+interface Measured {
+  few: Record<string, unknown>;
+  many: Record<string, unknown>;
+  refFew: Record<string, unknown>;
+  refMany: Record<string, unknown>;
+  rssBefore: number;
+  rssAfter: number;
+  rssAfterTraffic: number;
+  repeat: number;
+}
+
+type Json = Record<string, unknown>;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const rounds = (x: Json) => (x.rounds_pps as number[]) ?? [];
+
+/** Load-generator arguments for `sessionsPerPair` sessions a pair, set up within `setUpS`. */
+function sessionArgs(plan: Plan, port: number, sessionsPerPair: number, setUpS: number) {
+  return loadArgs(port, {
+    pairs: PAIRS,
+    size: SIZE,
+    seconds: plan.seconds,
+    extra: ["--sessions-per-pair", String(sessionsPerPair), "--hs-timeout", String(setUpS - 5)],
+  });
+}
+
+/** Scale and memory: measures, then reports both rows; returns the bytes per session. */
 async function sessions(plan: Plan, report: Report): Promise<number> {
-  const pairs = 100;
   const perPair = plan.quick ? 100 : 1000;
-  const total = pairs * perPair;
-  const size = 64;
   progress(
-    `sessions: forwarding ${size} B over ${pairs} vs ${total} sessions, RSS per session`,
+    `sessions: forwarding ${SIZE} B over ${PAIRS} vs ${PAIRS * perPair} sessions, RSS per session`,
   );
-  const fewKeys = randomKeys(2 * pairs), bigKeys = randomKeys(2 * pairs);
+  const m = await measure(plan, perPair);
+  const established = reportScale(report, m);
+  return reportMemory(plan, report, m, established);
+}
+
+/**
+ * Two bridges (100 sessions, 100 * `perPair`) taking turns under the same load, the big one's
+ * RSS read idle, with its sessions made and after traffic; then the reference relay with both.
+ */
+async function measure(plan: Plan, perPair: number): Promise<Measured> {
+  const fewKeys = randomKeys(2 * PAIRS), bigKeys = randomKeys(2 * PAIRS);
   // Beyond the default load rate (2,000 handshake messages/s, about 1,000 handshakes/s) each
   // source is held to 20 messages a second: 100 pairs making 1000 sessions each take minutes.
   const setUpS = Math.max(25, Math.ceil(perPair / 4));
   const repeat = plan.quick ? 1 : plan.rounds;
   const args = (port: number, sessionsPerPair: number) =>
-    loadArgs(port, {
-      pairs,
-      size,
-      seconds: plan.seconds,
-      extra: [
-        "--sessions-per-pair",
-        String(sessionsPerPair),
-        "--hs-timeout",
-        String(setUpS - 5),
-      ],
-    });
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const rounds = (x: Record<string, unknown>) => (x.rounds_pps as number[]) ?? [];
-  let few: Record<string, unknown>, many: Record<string, unknown>;
-  let refFew: Record<string, unknown>, refMany: Record<string, unknown>;
+    sessionArgs(plan, port, sessionsPerPair, setUpS);
+  let few: Json, many: Json, refFew: Json, refMany: Json;
   let rssBefore = 0, rssAfter = 0, rssAfterTraffic = 0;
   const reference = await startReference();
   const small = await startBridge({ keys: fewKeys, ...plan });
@@ -76,12 +100,8 @@ async function sessions(plan: Plan, report: Report): Promise<number> {
     const setUp = setUpS * 1000;
     const start = Date.now() + setUp;
     const turns = (offset: number) => [
-      "--repeat",
-      String(repeat),
-      "--start-at",
-      String(start + offset),
-      "--period",
-      String(period),
+      ...["--repeat", String(repeat), "--start-at", String(start + offset)],
+      ...["--period", String(period)],
     ];
     const runs = Promise.all([
       loadgen([...args(small.port, 1), ...turns(0)], fewKeys, plan.dir, setUp + 300_000),
@@ -106,16 +126,22 @@ async function sessions(plan: Plan, report: Report): Promise<number> {
   } finally {
     await reference.service.stop();
   }
+  return { few, many, refFew, refMany, rssBefore, rssAfter, rssAfterTraffic, repeat };
+}
+
+/** The scale row (many sessions vs few), with the reference relay's for context. */
+function reportScale(report: Report, m: Measured): number {
+  const { few, many } = m;
   const b1 = median(rounds(few)), b2 = median(rounds(many));
   const scale = pairedRatio(rounds(many), rounds(few));
-  const r1 = num(refFew.delivered_pps), r2 = num(refMany.delivered_pps);
+  const r1 = num(m.refFew.delivered_pps), r2 = num(m.refMany.delivered_pps);
   const established = num(many.sessions);
   report({
-    name: `scale: fwd ${size} B over ${fmt(established)} vs ${pairs} sessions`,
+    name: `scale: fwd ${SIZE} B over ${fmt(established)} vs ${PAIRS} sessions`,
     unit: "pkt/s",
     bridge: b2,
     reference: b1,
-    referenceName: `bridge with ${pairs} sessions`,
+    referenceName: `bridge with ${PAIRS} sessions`,
     ratio: scale,
     ...verdict(GOALS.scale, scale),
     detail: {
@@ -123,7 +149,7 @@ async function sessions(plan: Plan, report: Report): Promise<number> {
       manyRounds: rounds(many),
       referenceRelayFew: r1,
       referenceRelayMany: r2,
-      handshakePhaseMs: (many.handshakes as Record<string, unknown>).phase_ms,
+      handshakePhaseMs: (many.handshakes as Json).phase_ms,
     },
   });
   console.log(
@@ -134,6 +160,12 @@ async function sessions(plan: Plan, report: Report): Promise<number> {
         (b2 / Math.max(r2, 1)).toFixed(2)
       }x`,
   );
+  return established;
+}
+
+/** The memory row (RSS growth per session, idle to sessions made); returns that figure. */
+function reportMemory(plan: Plan, report: Report, m: Measured, established: number): number {
+  const { rssBefore, rssAfter, rssAfterTraffic } = m;
   const perSession = established > 0 ? (rssAfter - rssBefore) / established : 0;
   const withTraffic = established > 0 ? (rssAfterTraffic - rssBefore) / established : 0;
   // The goal is set at 100,000 sessions. The quick run's 10,000 share the runtime's own
@@ -152,7 +184,7 @@ async function sessions(plan: Plan, report: Report): Promise<number> {
     detail: { rssBefore, rssAfter, rssAfterTraffic, established, withTraffic },
   });
   console.log(
-    `       after ${repeat} round(s) of traffic over them: ${fmt(withTraffic)} B per session ` +
+    `       after ${m.repeat} round(s) of traffic over them: ${fmt(withTraffic)} B per session ` +
       `(RSS ${fmt(rssBefore / 1e6)} -> ${fmt(rssAfter / 1e6)} -> ${fmt(rssAfterTraffic / 1e6)} MB)`,
   );
   return perSession;
