@@ -4,7 +4,7 @@
  * @module
  */
 
-import { ROOT } from "./procs.ts";
+import { ROOT } from "./service.ts";
 
 /** Cores, CPU model, OS and Deno version, in one line. */
 export async function machine(): Promise<string> {

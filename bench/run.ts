@@ -43,14 +43,9 @@ import { parseArgs } from "node:util";
 import { freePort } from "../testing/free_port.ts";
 import { goalLines, GOALS } from "./goals.ts";
 import { commit, machine } from "./provenance.ts";
-import {
-  bridgeArgv,
-  bridgeCommands,
-  referenceName,
-  ROOT,
-  stopAll,
-  useReferenceCommand,
-} from "./procs.ts";
+import { bridgeArgv, bridgeCommands } from "./bridge.ts";
+import { referenceName, useReferenceCommand } from "./reference.ts";
+import { ROOT, stopAll } from "./service.ts";
 import type { Plan, Row, Step } from "./step.ts";
 import { crossCheckStep } from "./steps/cross_check.ts";
 import { forwardingStep } from "./steps/forwarding.ts";

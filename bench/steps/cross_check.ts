@@ -33,7 +33,9 @@ import { freePort } from "../../testing/free_port.ts";
 import { median } from "../figures.ts";
 import { forwardingCases } from "./forwarding.ts";
 import { GOALS, verdict } from "../goals.ts";
-import { type BridgeMode, loadgen, randomKeys, Service, startBridge } from "../procs.ts";
+import { type BridgeMode, startBridge } from "../bridge.ts";
+import { loadgen, randomKeys } from "../generator.ts";
+import { Service } from "../service.ts";
 import type { Plan, Report, Row, Step } from "../step.ts";
 
 /** The C instruments, built. */

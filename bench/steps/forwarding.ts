@@ -8,7 +8,9 @@
 
 import { fmt, median, num, pairedRatio, progress } from "../figures.ts";
 import { GOALS, verdict } from "../goals.ts";
-import { loadArgs, loadgen, randomKeys, startBridge, startReference, startSink } from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { loadArgs, loadgen, randomKeys, startSink } from "../generator.ts";
+import { startReference } from "../reference.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** The loads of a forwarding comparison, as [packet size, pairs]; 64 B only in --quick. */

@@ -8,7 +8,9 @@
 
 import { fmt, median, num, pairedRatio, progress } from "../figures.ts";
 import { GOALS, verdict } from "../goals.ts";
-import { loadArgs, loadgen, randomKeys, startBridge, startReference } from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { loadArgs, loadgen, randomKeys } from "../generator.ts";
+import { startReference } from "../reference.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** Keys and decay: handshakes/s with 32 keys vs 10,000, first vs last second. */

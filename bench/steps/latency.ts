@@ -7,7 +7,9 @@
 
 import { median, num, progress } from "../figures.ts";
 import { GOALS, verdict } from "../goals.ts";
-import { loadArgs, loadgen, randomKeys, startBridge, startReference } from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { loadArgs, loadgen, randomKeys } from "../generator.ts";
+import { startReference } from "../reference.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** Latency: p99 of the bridge minus the reference relay's, at a rate both keep up with. */

@@ -7,7 +7,9 @@
  */
 
 import { fmt, median, num, pairedRatio, progress } from "../figures.ts";
-import { loadArgs, loadgen, randomKeys, startBridge, startReference } from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { loadArgs, loadgen, randomKeys } from "../generator.ts";
+import { startReference } from "../reference.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** Sandboxed mode vs default mode, 64 B over 100 sessions. */

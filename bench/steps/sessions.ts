@@ -8,14 +8,9 @@
 
 import { fmt, median, num, pairedRatio, progress } from "../figures.ts";
 import { GOALS, SESSION_BUDGET_BYTES, verdict } from "../goals.ts";
-import {
-  addressMemory,
-  loadArgs,
-  loadgen,
-  randomKeys,
-  startBridge,
-  startReference,
-} from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { addressMemory, loadArgs, loadgen, randomKeys } from "../generator.ts";
+import { startReference } from "../reference.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** Scale and memory: many sessions against few, RSS per session, bytes per address. */

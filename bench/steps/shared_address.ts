@@ -6,7 +6,8 @@
  */
 
 import { median, num, pairedRatio, progress } from "../figures.ts";
-import { loadArgs, loadgen, randomKeys, type Sources, startBridge } from "../procs.ts";
+import { startBridge } from "../bridge.ts";
+import { loadArgs, loadgen, randomKeys, type Sources } from "../generator.ts";
 import type { Plan, Report, Step } from "../step.ts";
 
 /** 100 pairs behind one address vs behind 100. */

@@ -25,7 +25,8 @@ import {
 } from "../../testing/netns.ts";
 import { median } from "../figures.ts";
 import { GOALS, verdict } from "../goals.ts";
-import { bridgeArgv, bridgeCommands, referenceArgv } from "../procs.ts";
+import { bridgeArgv, bridgeCommands } from "../bridge.ts";
+import { referenceArgv } from "../reference.ts";
 import type { Row, Step } from "../step.ts";
 
 const ROOT = new URL("../../", import.meta.url);
