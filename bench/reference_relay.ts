@@ -5,8 +5,8 @@
  * that recently sent one, responses to the initiator, transport packets by receiver index) and
  * does nothing else: no mac1 check, no cookies, no limits, no logging, no session objects.
  * One socket, non-blocking, blocking only in poll(); `recvmmsg` batches of 64, one `sendmmsg`
- * per batch, 4 MB socket buffers. That is the design of the minimal C forwarder in the issue
- * (and of shared/wgbench/nullrelay.c, which BENCHMARKS.md checks this against): nearly all of
+ * per batch, 4 MB socket buffers. That is the design of a minimal C forwarder (such as
+ * shared/wgbench/nullrelay.c, which docs/benchmarks.md checks this against): nearly all of
  * its time is the kernel's, so in TypeScript it forwards as fast as in C, and what the bridge
  * loses against it is what the bridge's own work costs.
  *

@@ -1,5 +1,6 @@
 /**
- * What each peer address costs the bridge, for the worst case of the memory target.
+ * What each peer address costs the bridge, for the worst case of the memory goal
+ * (bench/goals.ts).
  *
  * The loopback benchmark's sessions share the generator's 200 sockets, so its bytes per
  * session cover the session table only. A bridge whose sessions each come from addresses of

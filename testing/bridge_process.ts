@@ -72,14 +72,6 @@ export class BridgeProcess {
   }
 }
 
-/** A free UDP port on loopback (bound and released; fine for tests on one machine). */
-export function freePort(): number {
-  const probe = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
-}
-
 /** A simulated peer: one UDP socket, talking to the bridge, with a queue of what arrives. */
 export class SimPeer {
   readonly conn: Deno.DatagramConn;

@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { BridgeProcess, freePort } from "./bridge_process.ts";
+import { BridgeProcess } from "./bridge_process.ts";
+import { freePort } from "./free_port.ts";
 import type { Peer } from "./loopback_peer.ts";
 
 /** Test options: peers and the bridge outlive the sanitizers' view of a test's resources. */

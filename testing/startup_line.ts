@@ -8,7 +8,7 @@
  * @module
  */
 
-import { freePort } from "./bridge_process.ts";
+import { freePort } from "./free_port.ts";
 import { taskFlagsSync } from "./task_flags.ts";
 import { randomKey } from "./wire.ts";
 

@@ -8,7 +8,7 @@
  * built per datagram), and one `sendmmsg` per socket sends the lot. Consecutive datagrams
  * to the same address and of the same size leave as one UDP GSO send (`UDP_SEGMENT`), which
  * the kernel cuts back into the original datagrams: a bulk flow then costs one pass through the
- * IP stack per run instead of per datagram. (BENCHMARKS.md has the numbers.)
+ * IP stack per run instead of per datagram. (docs/benchmarks.md has the numbers.)
  *
  * Threading: everything runs on the main thread, next to the relay, so metrics, status and
  * reloads read the relay without locks. The sockets are non-blocking. The loop receives,

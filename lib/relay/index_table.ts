@@ -14,7 +14,7 @@
  * (`2 * slot` is the initiator, `2 * slot + 1` the responder), found by index through an
  * open-addressing hash of integers. A session then costs about 140 bytes and no JavaScript
  * objects (100,000 sessions: 14 MB, nothing for the garbage collector to trace), and a
- * transport packet touches a few cache lines instead of a chain of objects (BENCHMARKS.md has
+ * transport packet touches a few cache lines instead of a chain of objects (docs/benchmarks.md has
  * the figures). The
  * relay's hot paths use the numeric API (`sideOf`, `endpointOf`, ...). The {@link Session} and
  * {@link SessionSide} objects of the object API (`side`, `link`, `sessions`) are views onto the

@@ -9,12 +9,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  BridgeProcess,
-  freePort,
-  handshakeThroughBridge,
-  SimPeer,
-} from "../../testing/bridge_process.ts";
+import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { RawSpoofer } from "../../testing/raw_udp.ts";
 import { randomKey, readU32, response, transport } from "../../testing/wire.ts";
 

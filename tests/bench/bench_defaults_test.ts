@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { bridgeArgv, bridgeConfig } from "../../bench/procs.ts";
+import { bridgeArgv, bridgeConfig } from "../../bench/bridge.ts";
 import { taskFlags } from "../../testing/startup_line.ts";
 
 Deno.test("the bench starts the bridge with deno task start's permissions and reading its config", async () => {

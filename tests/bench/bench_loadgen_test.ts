@@ -11,14 +11,10 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  loadgen,
-  randomKeys,
-  type Sources,
-  startBridge,
-  startReference,
-  stopAll,
-} from "../../bench/procs.ts";
+import { startBridge } from "../../bench/bridge.ts";
+import { loadgen, randomKeys, type Sources } from "../../bench/generator.ts";
+import { startReference } from "../../bench/reference.ts";
+import { stopAll } from "../../bench/service.ts";
 
 type Report = Record<string, unknown>;
 const field = (x: Report, a: string, b: string) => Number((x[a] as Report)[b]);

@@ -26,10 +26,10 @@ import {
   asDelivered,
   BridgeProcess,
   exchangeTransport,
-  freePort,
   handshakeThroughBridge,
   SimPeer,
 } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
 const SOL_SOCKET = 1, SO_TIMESTAMP = 29;

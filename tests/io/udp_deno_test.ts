@@ -10,10 +10,10 @@ import { RelayDecision } from "../../lib/relay/relay.ts";
 import {
   asDelivered,
   BridgeProcess,
-  freePort,
   handshakeThroughBridge,
   SimPeer,
 } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { initiation, openCookieReply, randomKey, readU32, transport } from "../../testing/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

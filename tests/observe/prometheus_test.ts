@@ -11,12 +11,8 @@
 
 import assert from "node:assert/strict";
 import { dashboardQueries } from "../../testing/dashboard.ts";
-import {
-  BridgeProcess,
-  freePort,
-  handshakeThroughBridge,
-  SimPeer,
-} from "../../testing/bridge_process.ts";
+import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
 const LIMIT_MS = 60_000;
@@ -41,13 +37,6 @@ if (version === null) {
   console.log(
     "prometheus test skipped: `prometheus` is not installed (apt-get install prometheus)",
   );
-}
-
-function freeTcpPort(): number {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
 }
 
 /** One instant-vector query; the values by their labels (JSON), or [] before the first scrape. */
@@ -92,8 +81,8 @@ Deno.test({
     const deadline = Date.now() + LIMIT_MS;
     const kA = randomKey(), kB = randomKey();
     const port = freePort();
-    const metricsPort = freeTcpPort();
-    const promPort = freeTcpPort();
+    const metricsPort = freePort("tcp");
+    const promPort = freePort("tcp");
     const dir = await Deno.makeTempDir({ prefix: "wg-bridge-prometheus-" });
     await Deno.writeTextFile(
       `${dir}/prometheus.yml`,

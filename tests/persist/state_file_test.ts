@@ -16,10 +16,10 @@ import { RelayHarness } from "../../testing/relay_harness.ts";
 import {
   asDelivered,
   BridgeProcess,
-  freePort,
   handshakeThroughBridge,
   SimPeer,
 } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

@@ -3,7 +3,8 @@ import { parseCommandLine } from "../../lib/config/cli.ts";
 import { DEFAULT_RELAY_OPTIONS } from "../../lib/relay/relay.ts";
 import { resolveSettings, type ServerOptions } from "../../lib/config/settings.ts";
 import { INITIATOR_PUBLIC_KEY, RESPONDER_PUBLIC_KEY } from "../fixtures/handshake.ts";
-import { BridgeProcess, freePort } from "../../testing/bridge_process.ts";
+import { BridgeProcess } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 
 const K1 = INITIATOR_PUBLIC_KEY;
 const K2 = RESPONDER_PUBLIC_KEY;

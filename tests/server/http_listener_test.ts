@@ -17,12 +17,8 @@ import { DEFAULT_HTTP_LIMITS } from "../../io/http/server.ts";
 import { IndexTable } from "../../lib/relay/index_table.ts";
 import { KeyRegistry } from "../../lib/peers/keys.ts";
 import { StatusBuilder } from "../../lib/observe/status.ts";
-import {
-  BridgeProcess,
-  freePort,
-  handshakeThroughBridge,
-  SimPeer,
-} from "../../testing/bridge_process.ts";
+import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
@@ -30,13 +26,6 @@ const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const HEADER_MS = DEFAULT_HTTP_LIMITS.headerTimeoutMs;
 /** Room for a loaded machine: the close is due at the deadline, never before it. */
 const SLACK_MS = 2000;
-
-function freeTcpPort(): number {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
-}
 
 /** A status builder over an empty table. */
 function emptyStatus(limit: number): StatusBuilder {
@@ -65,7 +54,7 @@ const pages: OpsPages = {
 };
 
 async function withListener(test: (port: number, server: OpsServer) => Promise<void>) {
-  const port = freeTcpPort();
+  const port = freePort("tcp");
   const server = serveOps({ host: "127.0.0.1", port }, pages);
   try {
     await test(port, server);
@@ -198,7 +187,7 @@ Deno.test(
     // 16 MB: far more than loopback buffers hold for a reader that takes nothing.
     const big = "#".repeat(15) + "\n";
     const page = big.repeat(1 << 20);
-    const port = freeTcpPort();
+    const port = freePort("tcp");
     const server = serveOps({ host: "127.0.0.1", port }, { ...pages, metrics: () => page });
     try {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
@@ -284,7 +273,7 @@ Deno.test(
         return builder;
       },
     };
-    const port = freeTcpPort();
+    const port = freePort("tcp");
     const server = serveOps({ host: "127.0.0.1", port }, slow);
     try {
       const t0 = performance.now();
@@ -331,7 +320,7 @@ function spellings(index: number): string[] {
 
 Deno.test("/status of a running bridge does not reveal any session index", opts, async () => {
   const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
-  const port = freePort(), metrics = freeTcpPort();
+  const port = freePort(), metrics = freePort("tcp");
   const bridge = await BridgeProcess.start(port, [
     "-k",
     `${kA},${kB}`,

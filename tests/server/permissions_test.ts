@@ -11,12 +11,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  asDelivered,
-  freePort,
-  handshakeThroughBridge,
-  SimPeer,
-} from "../../testing/bridge_process.ts";
+import { asDelivered, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { startupLine, taskFlags } from "../../testing/startup_line.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
@@ -82,13 +78,6 @@ Deno.test(
   },
 );
 
-function freeTcpPort(): number {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
-}
-
 async function runToEnd(flags: string[], args: string[]) {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...flags, MAIN, ...args],
@@ -106,7 +95,7 @@ async function scenario(narrowRead: boolean) {
   const dir = await Deno.makeTempDir({ prefix: "wg-bridge-perms-" });
   const path = `${dir}/bridge.json`;
   const port = freePort();
-  const metricsPort = freeTcpPort();
+  const metricsPort = freePort("tcp");
   const write = (labelA: string) =>
     Deno.writeTextFile(
       path,

@@ -14,11 +14,11 @@ import assert from "node:assert/strict";
 import {
   asDelivered,
   BridgeProcess,
-  freePort,
   handshakeThroughBridge,
   SimPeer,
   type SimSession,
 } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import {
   addPeer,
   BRIDGE_PORT,
@@ -35,14 +35,6 @@ import { randomKey, transport } from "../../testing/wire.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const opts = { sanitizeOps: false, sanitizeResources: false };
-
-/** A free TCP port on loopback, for the metrics listener. */
-function freeTcpPort(): number {
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  return port;
-}
 
 type Groups = Record<string, [key: string, label?: string][]>;
 
@@ -94,7 +86,7 @@ Deno.test(
     const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
     const dir = await Deno.makeTempDir({ prefix: "wg-bridge-reload-" });
     const path = `${dir}/bridge.json`;
-    const metricsPort = freeTcpPort();
+    const metricsPort = freePort("tcp");
     await Deno.writeTextFile(path, configText({ lan: [[kA, "alice"], [kB, "bob"]] }, metricsPort));
     const port = freePort();
     const bridge = await BridgeProcess.start(port, ["-c", path], [`--allow-read=${path}`]);

@@ -6,10 +6,10 @@ import {
   asDelivered,
   BridgeProcess,
   exchangeTransport,
-  freePort,
   handshakeThroughBridge,
   SimPeer,
 } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, response, transport } from "../../testing/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };

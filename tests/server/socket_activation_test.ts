@@ -12,12 +12,8 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  BridgeProcess,
-  freePort,
-  handshakeThroughBridge,
-  SimPeer,
-} from "../../testing/bridge_process.ts";
+import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
+import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;

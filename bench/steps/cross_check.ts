@@ -29,27 +29,16 @@
  * @module
  */
 
-import { type BridgeMode, freePort, loadgen, randomKeys, Service, startBridge } from "./procs.ts";
-import type { Row } from "./run.ts";
+import { freePort } from "../../testing/free_port.ts";
+import { median } from "../figures.ts";
+import { forwardingCases } from "./forwarding.ts";
+import { GOALS, verdict } from "../goals.ts";
+import { type BridgeMode, startBridge } from "../bridge.ts";
+import { loadgen, randomKeys } from "../generator.ts";
+import { Service } from "../service.ts";
+import type { Plan, Report, Row, Step } from "../step.ts";
 
-/** What the cross-check needs of the bench's plan. */
-export interface CrossPlan {
-  /** Fewer cases, one round. */
-  quick: boolean;
-  /** Rounds per case (the order of the relays rotates). */
-  rounds: number;
-  /** Seconds of traffic per run. */
-  seconds: number;
-  /** Directory for key and config files. */
-  dir: string;
-  /** The instruments' sources. */
-  wgbench: string;
-  /** `--datapath` for the bridge, only when the bench was asked for one. */
-  datapath?: string;
-  /** `--log-level` for the bridge, only when the bench was asked for one. */
-  logLevel?: string;
-}
-
+/** The C instruments, built. */
 interface Tools {
   wgload: string;
   nullrelay: string;
@@ -106,13 +95,6 @@ async function wgload(
   return JSON.parse(text.split("\n").pop()!);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return 0;
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 /** One bounded run of the project's generator (all pairs behind one address, as wgload's). */
 function ours(
   port: number,
@@ -143,7 +125,7 @@ const completed = (x: Record<string, unknown>) =>
 /** The relays of one case, started (the caller stops them; all of them if one fails). */
 async function startRelays(
   tools: Tools,
-  plan: CrossPlan,
+  plan: Plan,
   keys: Record<BridgeMode, string[]>,
 ): Promise<{ services: Service[]; ports: Record<"nullrelay" | BridgeMode, number> }> {
   const nullPort = freePort();
@@ -167,7 +149,7 @@ async function startRelays(
 /** One case: every run, rounds rotating the order; rows for the generators and both modes. */
 async function crossCase(
   tools: Tools,
-  plan: CrossPlan,
+  plan: Plan,
   size: number,
   pairs: number,
 ): Promise<Row[]> {
@@ -233,7 +215,7 @@ async function crossCase(
   );
   const generators = ratio("loadgen-nullrelay", "wgload-nullrelay");
   const rows: Row[] = [{
-    target: `(info) cross-check of the generators: ${size} B, ${pairs} pair(s) on one address ` +
+    name: `(info) cross-check of the generators: ${size} B, ${pairs} pair(s) on one address ` +
       `through C nullrelay, loadgen (in the bridge column) vs wgload`,
     unit: "pkt/s",
     bridge: median(rates("loadgen-nullrelay")),
@@ -248,14 +230,13 @@ async function crossCase(
     const run: Run = mode === "default" ? "loadgen-default" : "loadgen-sandboxed";
     const r = ratio(run, "loadgen-nullrelay");
     rows.push({
-      target: `cross-check: loadgen ${size} B, ${pairs} pair(s) on one address, ${mode} mode`,
+      name: `cross-check: loadgen ${size} B, ${pairs} pair(s) on one address, ${mode} mode`,
       unit: "pkt/s",
       bridge: median(rates(run)),
       reference: median(rates("loadgen-nullrelay")),
       referenceName: "C nullrelay",
       ratio: r,
-      goal: mode === "default" ? ">= 0.9" : "none",
-      met: r >= 0.9,
+      ...verdict(GOALS.forwarding, r, mode === "default"),
       detail: {
         rounds: rates(run),
         nullrelayRounds: rates("loadgen-nullrelay"),
@@ -275,16 +256,20 @@ async function crossCase(
   return rows;
 }
 
+/** The cross-check with the shared C instruments (built from `plan.wgbench`; skipped without). */
+export const crossCheckStep: Step = {
+  name: "cross",
+  measures: "the generator against C wgload, the bridge against C nullrelay (../shared/wgbench)",
+  quick: false,
+  run: crossCheck,
+};
+
 /** Runs the cross-check, handing each row to `report` as it comes; or says why it was skipped. */
-export async function crossCheck(
-  plan: CrossPlan,
-  report: (row: Row) => void,
-): Promise<string | undefined> {
+async function crossCheck(plan: Plan, report: Report): Promise<string | undefined> {
   const tools = await build(plan.wgbench);
   if (typeof tools === "string") return tools;
-  const cases: [number, number][] = plan.quick
-    ? [[64, 1], [64, 100]]
-    : [[64, 1], [64, 100], [1420, 1], [1420, 100]];
-  for (const [size, pairs] of cases) (await crossCase(tools, plan, size, pairs)).forEach(report);
+  for (const [size, pairs] of forwardingCases(plan.quick)) {
+    (await crossCase(tools, plan, size, pairs)).forEach(report);
+  }
   return undefined;
 }

@@ -1,6 +1,7 @@
 /**
- * Target 2: iperf3 TCP between two real `wireguard-go` peers, through the bridge and through
- * the reference relay (and directly, for context), in network namespaces.
+ * The tunnel step: iperf3 TCP between two real `wireguard-go` peers, through the bridge and
+ * through the reference relay (and directly, for context), in network namespaces (the tunnel
+ * goal).
  *
  * Needs root, `wireguard-go`, `wg`, `iperf3` and iproute2 (testing/netns.ts checks); it
  * is skipped otherwise, and in `--quick` runs. The peers are re-added before each measurement
@@ -21,11 +22,14 @@ import {
   waitForHandshake,
   type WgNode,
   withLab,
-} from "../testing/netns.ts";
-import { bridgeArgv, bridgeCommands, referenceArgv } from "./procs.ts";
-import type { Row } from "./run.ts";
+} from "../../testing/netns.ts";
+import { median } from "../figures.ts";
+import { GOALS, verdict } from "../goals.ts";
+import { bridgeArgv, bridgeCommands } from "../bridge.ts";
+import { referenceArgv } from "../reference.ts";
+import type { Row, Step } from "../step.ts";
 
-const ROOT = new URL("../", import.meta.url);
+const ROOT = new URL("../../", import.meta.url);
 const BRIDGE_PORT = 51820;
 const REFERENCE_PORT = 51830;
 
@@ -44,14 +48,27 @@ async function connect(a: WgNode, b: WgNode, endpointOfB: string, endpointOfA: s
   await waitForHandshake(a, b, 10_000);
 }
 
+/** The tunnel: wireguard-go peers through the bridge vs the reference relay (root only). */
+export const tunnelStep: Step = {
+  name: "tunnel",
+  measures: "iperf3 TCP Mbit/s between wireguard-go peers, bridge vs reference relay",
+  quick: false,
+  async run(plan, report) {
+    const row = await tunnelBench(plan);
+    if (typeof row === "string") return row;
+    report(row);
+    return undefined;
+  },
+};
+
 /** Runs the tunnel benchmark; returns its row, or why it was skipped. */
-export async function tunnelBench(
+async function tunnelBench(
   plan: { quick: boolean; datapath?: string; logLevel?: string },
 ): Promise<Row | string> {
   if (plan.quick) return "not in --quick";
   const why = await canRunE2E();
   if (why) return why;
-  console.log("- 2 tunnel: iperf3 TCP through wireguard-go peers (direct, reference, bridge)");
+  console.log("- tunnel: iperf3 TCP through wireguard-go peers (direct, reference, bridge)");
   // Bridge namespaces have no internet: cache main.ts's npm dependencies from here.
   await new Deno.Command(Deno.execPath(), {
     args: ["cache", new URL("main.ts", ROOT).pathname],
@@ -106,26 +123,17 @@ export async function tunnelBench(
       console.log(`       ${mode}: ${(bps / 1e6).toFixed(0)} Mbit/s`);
     }
   });
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((x, y) => x - y);
-    return s.length === 0
-      ? 0
-      : s.length % 2
-      ? s[s.length >> 1]
-      : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const bridge = median(results.bridge), reference = median(results.reference);
   // Rounds alternate; each round's pair of runs shares the machine's load.
   const ratio = median(results.bridge.map((b, i) => b / results.reference[i]));
   return {
-    target: "2 tunnel: iperf3 TCP, wireguard-go peers",
+    name: "tunnel: iperf3 TCP, wireguard-go peers",
     unit: "Mbit/s",
     bridge,
     reference,
     referenceName: "reference relay",
     ratio,
-    goal: ">= 0.95",
-    met: ratio >= 0.95,
+    ...verdict(GOALS.tunnel, ratio),
     detail: { ...results, directMedian: median(results.direct) },
   };
 }
