@@ -17,6 +17,7 @@ FROM denoland/deno:2.9.6 AS build
 ARG COMPILE_TASK=compile
 WORKDIR /src
 COPY deno.json deno.lock main.ts ./
+COPY cmd/ cmd/
 COPY lib/ lib/
 COPY io/ io/
 # npm packages exactly as deno.lock records them; compile embeds them in the binary.

@@ -5,8 +5,8 @@
  * `/status`, for `wg-bridge status`.
  *
  * It answers GET and HEAD on those three paths and nothing else. Pages are built on demand from
- * the relay's state by the callbacks main.ts passes in, on the datapath's thread; the status
- * document, the one page whose cost grows with the sessions, may take at most
+ * the relay's state by the callbacks cmd/ops_pages.ts passes in, on the datapath's thread; the
+ * status document, the one page whose cost grows with the sessions, may take at most
  * {@link STATUS_MAX_SHARE} of that thread whatever the request rate.
  *
  * @module

@@ -1,10 +1,11 @@
 /**
  * The few libc calls the Linux datapath makes, through `Deno.dlopen`.
  *
- * Only 64-bit Linux is supported: the structure layouts in io/linux/udp.ts (`mmsghdr`,
- * `iovec`, `pollfd`) and the constants below are those of the LP64 kernel ABI, the same on
- * x86_64 and aarch64. Loading needs `--allow-ffi`, which lets the process run any native code;
- * {@link openLibc} therefore never asks for it, and returns undefined unless it was granted.
+ * Only 64-bit Linux is supported: the structure layouts in io/linux/msghdr.ts (`mmsghdr`,
+ * `iovec`), io/linux/udp.ts and io/linux/waker.ts (`pollfd`) and the constants below are those
+ * of the LP64 kernel ABI, the same on x86_64 and aarch64. Loading needs `--allow-ffi`, which
+ * lets the process run any native code; {@link openLibc} therefore never asks for it, and
+ * returns undefined unless it was granted.
  *
  * @module
  */
@@ -37,6 +38,10 @@ export const IPV6_V6ONLY = 26;
 export const IPV6_RECVPKTINFO = 49;
 /** `IPV6_PKTINFO`: the control message type, received and sent. */
 export const IPV6_PKTINFO = 50;
+/** `SOL_UDP`: the level of UDP's own options and control messages. */
+export const SOL_UDP = 17;
+/** `UDP_SEGMENT`: the control message naming the size the kernel cuts one send into (UDP GSO). */
+export const UDP_SEGMENT = 103;
 /** `MSG_DONTWAIT`. */
 export const MSG_DONTWAIT = 0x40;
 /** `MSG_CTRUNC` in `msg_flags`: control messages did not fit their buffer. */

@@ -1,6 +1,6 @@
 /**
  * Prometheus text exposition (format 0.0.4) of the relay's counters, table sizes and process
- * memory. Pure: main.ts gathers the numbers (memory, clock) and passes them in.
+ * memory. Pure: cmd/ops_pages.ts gathers the numbers (memory, clock) and passes them in.
  *
  * Label values are fixed words (message types, drop reasons, address families), never keys,
  * labels or addresses: those would make one series per peer, which is what /status is for.

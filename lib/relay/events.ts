@@ -1,6 +1,6 @@
 /**
  * Session events the relay reports, one per handshake or session change (never per packet).
- * The relay queues them as values; main.ts turns them into log lines.
+ * The relay queues them as values; cmd/ and io/ drain them into log lines.
  *
  * @module
  */
