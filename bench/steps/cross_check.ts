@@ -14,15 +14,21 @@
  *   same generator in the same round;
  * - `wgload` through the bridge in its default mode, once per case: handshakes completed.
  *
- * Why wgload's packet rate through the bridge is not a figure: wgload assumes that a relay
- * leaves indices as they are (its B side sends to A's own index and expects A's packets to
- * carry the index A was given). The bridge writes indices of its own into handshake messages
- * towards addresses it has not proven (SECURITY.md, "Defences" 1), as WireGuard's protocol
- * allows; real peers learn the other side's index from the message as it arrives, and so does
- * the project's generator. wgload's addresses are new ports each run, unproven at every first
- * contact, and at the bridge's defaults its handshakes draw no cookie (first contact pairs them
- * at once), so every wgload session is rewritten and its packets are dropped or miscounted.
- * Its handshakes still complete, which is what is reported for it.
+ * - an index-faithful copy of `wgload` through the bridge in its default mode, against `wgload`
+ *   through `nullrelay` in the same round: the figure the shared generator gives for the bridge.
+ *
+ * Why a copy: wgload as shipped assumes that a relay leaves indices as they are (its B side
+ * sends to A's own index, not to the index A's initiation carried when it reached B). The
+ * bridge writes indices of its own into handshake messages towards addresses it has not proven
+ * (SECURITY.md, "Defences" 1), as WireGuard's protocol allows; real peers learn the other side's
+ * index from the message as it arrives. wgload's addresses are new ports each run, unproven at
+ * every first contact, so every wgload session through the bridge is rewritten and its packets
+ * are dropped or miscounted; its handshakes still complete, which is reported for it. The copy
+ * (built into ~/.cache/wgbench/faithful from the same sources) changes three lines, listed in
+ * {@link FAITHFUL_PATCH}, so that B uses the index its initiation arrived with and its own
+ * response index, as a real peer does; through nullrelay, which passes indices unchanged, both
+ * behave the same. Where a line is not found (another wgload version), the copy is skipped with
+ * a message.
  *
  * Where the sources are absent it returns why, and the bench prints that it skipped this.
  *
@@ -42,6 +48,73 @@ import type { Plan, Report, Row, Step } from "../step.ts";
 interface Tools {
   wgload: string;
   nullrelay: string;
+  /** The index-faithful copy of wgload, or why it could not be built. */
+  faithful: { wgload: string } | string;
+}
+
+/**
+ * The three edits that make wgload's B side index-faithful (see the module comment): remember
+ * the sender index of the initiation B answered, as it arrived; when A links the session, B
+ * sends to that index and expects its own response index. Each `find` must occur exactly once.
+ */
+export const FAITHFUL_PATCH: { find: string; replace: string }[] = [
+  {
+    find: "\tuint32_t remote_idx; /* receiver index we put in transport packets */\n",
+    replace: "\tuint32_t remote_idx; /* receiver index we put in transport packets */\n" +
+      "\tuint32_t seen_idx; /* B: sender index of the initiation it answered, as it arrived */\n",
+  },
+  {
+    find: "\t\tmemcpy(&sender, buf + 4, 4);\n\t\tsend_response(s, sender, now);",
+    replace: "\t\tmemcpy(&sender, buf + 4, 4);\n\t\ts->seen_idx = sender;\n" +
+      "\t\tsend_response(s, sender, now);",
+  },
+  {
+    find: "\t\tp->b.local_idx = snd;\n\t\tp->b.remote_idx = rcv;",
+    replace: "\t\tp->b.local_idx = p->b.resp.idx;\n\t\tp->b.remote_idx = p->b.seen_idx;",
+  },
+];
+
+/** `source` with every edit of `patch` applied, or which edit did not match exactly once. */
+export function applyPatch(
+  source: string,
+  patch: { find: string; replace: string }[],
+): { ok: true; value: string } | { ok: false; error: string } {
+  let text = source;
+  for (const [i, edit] of patch.entries()) {
+    const at = text.indexOf(edit.find);
+    if (at < 0 || text.indexOf(edit.find, at + 1) >= 0) {
+      return { ok: false, error: `edit ${i + 1} of the index-faithful patch does not match once` };
+    }
+    text = text.slice(0, at) + edit.replace + text.slice(at + edit.find.length);
+  }
+  return { ok: true, value: text };
+}
+
+/** Runs `make` in `dir` into `out`; undefined, or the last line of what went wrong. */
+async function make(dir: string, out: string): Promise<string | undefined> {
+  const made = await new Deno.Command("make", {
+    args: ["-s", "-C", dir, `OUT=${out}`],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(120_000),
+  }).output().catch((e) => e as Error);
+  if (made instanceof Error) return made.message;
+  if (made.success) return undefined;
+  return new TextDecoder().decode(made.stderr).trim().split("\n").at(-1) ?? "make failed";
+}
+
+/** Builds the index-faithful copy of wgload from `source` into `out`, or says why not. */
+async function buildFaithful(source: string, out: string): Promise<{ wgload: string } | string> {
+  const dir = `${out}-src`;
+  await Deno.mkdir(dir, { recursive: true });
+  for (const file of ["Makefile", "wgload.c", "nullrelay.c"]) {
+    await Deno.copyFile(`${source}/${file}`, `${dir}/${file}`);
+  }
+  const patched = applyPatch(await Deno.readTextFile(`${dir}/wgload.c`), FAITHFUL_PATCH);
+  if (!patched.ok) return patched.error;
+  await Deno.writeTextFile(`${dir}/wgload.c`, patched.value);
+  const why = await make(dir, out);
+  return why === undefined ? { wgload: `${out}/wgload` } : `building the copy failed: ${why}`;
 }
 
 /** Builds wgload and nullrelay from `source` into ~/.cache/wgbench, or says why not. */
@@ -52,31 +125,24 @@ async function build(source: string): Promise<Tools | string> {
     return `no ${source}: the shared C instruments are not on this machine`;
   }
   const out = `${Deno.env.get("HOME") ?? "/tmp"}/.cache/wgbench`;
-  const made = await new Deno.Command("make", {
-    args: ["-s", "-C", source, `OUT=${out}`],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(120_000),
-  }).output().catch((e) => e as Error);
-  if (made instanceof Error || !made.success) {
-    const why = made instanceof Error
-      ? made.message
-      : new TextDecoder().decode(made.stderr).trim().split("\n").at(-1);
+  const why = await make(source, out);
+  if (why !== undefined) {
     return `building ${source} failed (apt-get install -y gcc make libsodium-dev libb2-dev): ${why}`;
   }
-  return { wgload: `${out}/wgload`, nullrelay: `${out}/nullrelay` };
+  const faithful = await buildFaithful(source, `${out}/faithful`);
+  return { wgload: `${out}/wgload`, nullrelay: `${out}/nullrelay`, faithful };
 }
 
 /** One bounded wgload run against the relay on loopback `port`; its JSON report. */
 async function wgload(
-  tools: Tools,
+  binary: string,
   port: number,
   keys: string[],
   o: { pairs: number; size: number; seconds: number; dir: string },
 ): Promise<Record<string, unknown>> {
   const file = `${o.dir}/wgload-${crypto.randomUUID()}.txt`;
   await Deno.writeTextFile(file, keys.join("\n") + "\n");
-  const out = await new Deno.Command(tools.wgload, {
+  const out = await new Deno.Command(binary, {
     args: [
       ...["--relay", `127.0.0.1:${port}`, "--keys", file, "--pairs", String(o.pairs)],
       ...["--size", String(o.size), "--duration", String(o.seconds), "--json"],
@@ -110,12 +176,18 @@ function ours(
 
 const MODES: BridgeMode[] = ["default", "sandboxed"];
 /** One run of a round: a generator through a relay. */
-type Run = "wgload-nullrelay" | "loadgen-nullrelay" | "loadgen-default" | "loadgen-sandboxed";
+type Run =
+  | "wgload-nullrelay"
+  | "loadgen-nullrelay"
+  | "loadgen-default"
+  | "loadgen-sandboxed"
+  | "wgload-default";
 const RUNS: Run[] = [
   "wgload-nullrelay",
   "loadgen-nullrelay",
   "loadgen-default",
   "loadgen-sandboxed",
+  "wgload-default",
 ];
 
 const pps = (x: Record<string, unknown>) => Number(x.delivered_pps ?? 0);
@@ -163,7 +235,8 @@ async function crossCase(
   // run's port would be sought there. (nullrelay checks no keys.)
   const n = 2 * pairs;
   const keysOf: Record<BridgeMode, string[]> = {
-    default: randomKeys(n * (rounds + 1)),
+    // Per round: loadgen's keys, then the faithful wgload's; the last set: the shipped wgload's.
+    default: randomKeys(n * (2 * rounds + 1)),
     sandboxed: randomKeys(n * rounds),
   };
   const anyKeys = randomKeys(n);
@@ -173,16 +246,27 @@ async function crossCase(
     "loadgen-nullrelay": [],
     "loadgen-default": [],
     "loadgen-sandboxed": [],
+    "wgload-default": [],
   };
+  const faithful = typeof tools.faithful === "string" ? undefined : tools.faithful.wgload;
+  if (!faithful) console.log(`       index-faithful wgload skipped: ${tools.faithful}`);
+  const runsNow = RUNS.filter((run) => run !== "wgload-default" || faithful);
   let wgBridge: Record<string, unknown> = {};
   const { services, ports } = await startRelays(tools, plan, keysOf);
   try {
     for (let r = 0; r < rounds; r++) {
-      const order = [...RUNS];
-      for (let i = 0; i < r % RUNS.length; i++) order.push(order.shift()!);
+      const order = [...runsNow];
+      for (let i = 0; i < r % runsNow.length; i++) order.push(order.shift()!);
       for (const run of order) {
         const result = run === "wgload-nullrelay"
-          ? await wgload(tools, ports.nullrelay, anyKeys, o)
+          ? await wgload(tools.wgload, ports.nullrelay, anyKeys, o)
+          : run === "wgload-default"
+          ? await wgload(
+            faithful!,
+            ports.default,
+            keysOf.default.slice(n * (r + 1 + rounds), n * (r + 2 + rounds)),
+            o,
+          )
           : run === "loadgen-nullrelay"
           ? await ours(ports.nullrelay, anyKeys, o)
           : run === "loadgen-default"
@@ -192,10 +276,15 @@ async function crossCase(
       }
     }
     // wgload through the bridge: one short run, for its handshakes (see the module comment).
-    wgBridge = await wgload(tools, ports.default, keysOf.default.slice(n * rounds), {
-      ...o,
-      seconds: 1,
-    });
+    wgBridge = await wgload(
+      tools.wgload,
+      ports.default,
+      keysOf.default.slice(n * rounds, n * (rounds + 1)),
+      {
+        ...o,
+        seconds: 1,
+      },
+    );
   } finally {
     await Promise.all(services.map((s) => s.stop()));
   }
@@ -250,6 +339,25 @@ async function crossCase(
             },
           }
           : {}),
+      },
+    });
+  }
+  if (faithful) {
+    const r = ratio("wgload-default", "wgload-nullrelay");
+    rows.push({
+      name: `cross-check: wgload (index-faithful copy) ${size} B, ${pairs} pair(s) on one ` +
+        `address, default mode`,
+      unit: "pkt/s",
+      bridge: median(rates("wgload-default")),
+      reference: median(rates("wgload-nullrelay")),
+      referenceName: "C nullrelay",
+      ratio: r,
+      ...verdict(GOALS.forwarding, r),
+      detail: {
+        rounds: rates("wgload-default"),
+        nullrelayRounds: rates("wgload-nullrelay"),
+        handshakesCompleted: runs["wgload-default"].map(completed),
+        wrongIndex: runs["wgload-default"].map((x) => Number(x.wrong_index ?? 0)),
       },
     });
   }
