@@ -14,6 +14,7 @@ import { bindDatapath } from "./io/bind.ts";
 import { inheritedSockets } from "./io/linux/socket_activation.ts";
 import { openStateFile } from "./io/files/state_file.ts";
 import { parseHostPort } from "./lib/config/address.ts";
+import type { HostPort } from "./lib/host_port.ts";
 import { type CliResult, parseCommandLine, USAGE } from "./lib/config/cli.ts";
 import { parseConfig } from "./lib/config/file.ts";
 import { KeyRegistry } from "./lib/peers/keys.ts";
@@ -76,7 +77,7 @@ async function status(cli: Extract<CliResult, { command: "status" }>): Promise<v
     if (address === undefined) fail(`${cli.configPath}: no metrics.listen to ask for the status`);
   }
   if (address === null) fail("status needs the bridge's --metrics-listen address");
-  address ??= parseHostPort(DEFAULT_METRICS_LISTEN) as { host: string; port: number };
+  address ??= (parseHostPort(DEFAULT_METRICS_LISTEN) as { address: HostPort }).address;
   const document = await fetchStatus(address, cli.sessions).catch((e) =>
     fail((e as Error).message)
   );

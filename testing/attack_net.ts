@@ -26,13 +26,13 @@ import {
 import { Prng } from "./prng.ts";
 import {
   type Addr,
-  addrText,
   type Delivery,
   type GroupSpecOf,
   messageId,
   type Observed,
   RelayMonitor,
 } from "./relay_invariants.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 
 /** WireGuard's timers (whitepaper names), in ms. */
 const REKEY_TIMEOUT = 5_000;
@@ -276,7 +276,7 @@ export class SimNet {
   /** Adds an honest peer. */
   addPeer(name: string, key: string, addr: Addr): HonestPeer {
     const peer = new HonestPeer(this, name, key, addr);
-    this.peers.set(addrText(addr), peer);
+    this.peers.set(formatHostPort(addr), peer);
     this.monitor.honest(name, key, addr);
     return peer;
   }
@@ -284,7 +284,7 @@ export class SimNet {
   /** Adds an address the attacker receives at. */
   own(addr: Addr): Owned {
     const o = { addr, inbox: [] };
-    this.owned.set(addrText(addr), o);
+    this.owned.set(formatHostPort(addr), o);
     return o;
   }
 
@@ -337,7 +337,7 @@ export class SimNet {
   }
 
   #deliver(d: Delivery): void {
-    const text = addrText(d.to);
+    const text = formatHostPort(d.to);
     const peer = this.peers.get(text);
     const held = peer && this.#held.get(peer);
     if (held) {

@@ -24,7 +24,8 @@ import {
   TRANSPORT,
 } from "./forge.ts";
 import { Prng } from "./prng.ts";
-import { type Addr, addrText } from "./relay_invariants.ts";
+import type { Addr } from "./relay_invariants.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 
 /** Every address the attacker may send from: its own, victims', honest peers' and neighbours'. */
 export const SOURCES: Addr[] = [
@@ -115,11 +116,15 @@ export class Attacker {
   /** An initiation from `from` naming `named`, answering a cookie reply with mac2 at once. */
   #initiate(p: Prng, from: Addr, named: string): number {
     let index = p.u32();
-    this.#send(forgeInitiation(p, index, named, this.#cookies.get(addrText(from))), from, named);
-    const owned = this.#net.owned.get(addrText(from));
-    const cookie = this.#cookies.get(addrText(from));
-    if (owned && cookie && !this.#proved.has(addrText(from))) {
-      this.#proved.add(addrText(from));
+    this.#send(
+      forgeInitiation(p, index, named, this.#cookies.get(formatHostPort(from))),
+      from,
+      named,
+    );
+    const owned = this.#net.owned.get(formatHostPort(from));
+    const cookie = this.#cookies.get(formatHostPort(from));
+    if (owned && cookie && !this.#proved.has(formatHostPort(from))) {
+      this.#proved.add(formatHostPort(from));
       index = p.u32();
       this.#send(forgeInitiation(p, index, named, cookie), from, named);
     }
@@ -142,7 +147,7 @@ export class Attacker {
     this.#initiate(p, qAddr, x);
     const i = this.#initiate(p, pAddr, x);
     const j = p.u32();
-    const qCookie = this.#cookies.get(addrText(qAddr));
+    const qCookie = this.#cookies.get(formatHostPort(qAddr));
     this.#send(forgeResponse(p, j, i, y, qCookie), qAddr, y);
     this.#know(j);
     this.sessions.push([i, j]);
@@ -154,7 +159,7 @@ export class Attacker {
 
   /** Sends `packet` from `from`; `named` is the key a handshake's mac1 names. */
   #send(packet: Uint8Array, from: Addr, named = ""): void {
-    const text = addrText(from);
+    const text = formatHostPort(from);
     // The attacker knows which key it named: telling the monitor spares it a MAC per key.
     if (named) this.#net.monitor.hintNamed(packet, named);
     if (named && this.#net.owned.has(text)) {
@@ -194,7 +199,7 @@ export class Attacker {
         const from = this.#source(move.from);
         const index = this.#known(move.index);
         const named = keyOf(move.key);
-        const cookie = move.mac2 ? this.#cookies.get(addrText(from)) : undefined;
+        const cookie = move.mac2 ? this.#cookies.get(formatHostPort(from)) : undefined;
         this.#know(index);
         this.#send(forgeInitiation(p, index, named, cookie), from, named);
         return;
@@ -204,7 +209,7 @@ export class Attacker {
         const from = this.#source(move.from);
         const index = p.u32();
         const named = keyOf(move.key);
-        const cookie = move.mac2 ? this.#cookies.get(addrText(from)) : undefined;
+        const cookie = move.mac2 ? this.#cookies.get(formatHostPort(from)) : undefined;
         const to = this.#known(move.to);
         this.#know(index);
         this.#send(forgeResponse(p, index, to, named, cookie), from, named);

@@ -5,6 +5,7 @@
  */
 
 import assert from "node:assert/strict";
+import { formatHostPort } from "../lib/host_port.ts";
 import { START_FLAGS } from "./task_flags.ts";
 import { initiation, openCookieReply, readU32, response, transport } from "./wire.ts";
 
@@ -108,7 +109,7 @@ export class SimPeer {
         const [data, from] = await this.conn.receive();
         this.#queue.push(data);
         const { hostname, port } = from as Deno.NetAddr;
-        this.senders.add(hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`);
+        this.senders.add(formatHostPort({ host: hostname, port }));
       } catch {
         return;
       }

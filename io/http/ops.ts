@@ -12,7 +12,7 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../../lib/config/address.ts";
+import { formatHostPort, type HostPort } from "../../lib/host_port.ts";
 import { METRICS_CONTENT_TYPE } from "../../lib/observe/metrics.ts";
 import { parseSessionLimit, type Status, type StatusBuilder } from "../../lib/observe/status.ts";
 import { TimeBudget } from "../../lib/observe/time_budget.ts";

@@ -191,14 +191,15 @@ function parseOrThrow(args: string[]): CliResult {
 
   const flags: SettingsLayer = {};
   if (values.port !== undefined) {
-    flags.port = parsePort(values.port);
-    if (flags.port === undefined) throw new CliError(`--port "${values.port}": want 1-65535`);
+    const parsed = parsePort(values.port);
+    if (!parsed.ok) throw new CliError(`--port "${values.port}": ${parsed.error}`);
+    flags.port = parsed.port;
   }
   if (values.listen !== undefined) {
     for (const text of values.listen) {
       // Checked now for a prompt error; the port is applied when merged with the file's.
       const parsed = parseHostPort(text, 1);
-      if (typeof parsed === "string") throw new CliError(`--listen "${text}": ${parsed}`);
+      if (!parsed.ok) throw new CliError(`--listen "${text}": ${parsed.error}`);
     }
     flags.listen = values.listen;
   }
@@ -220,8 +221,8 @@ function parseOrThrow(args: string[]): CliResult {
   if (metrics === "off") flags.metricsListen = null;
   else if (metrics !== undefined) {
     const parsed = parseHostPort(metrics);
-    if (typeof parsed === "string") throw new CliError(`--metrics-listen "${metrics}": ${parsed}`);
-    flags.metricsListen = parsed;
+    if (!parsed.ok) throw new CliError(`--metrics-listen "${metrics}": ${parsed.error}`);
+    flags.metricsListen = parsed.address;
   }
   if (values.datapath !== undefined) {
     flags.datapath = oneOf<Datapath>("datapath", values.datapath, DATAPATHS);

@@ -22,7 +22,8 @@
  * @module
  */
 
-import { type Endpoint, formatEndpoint } from "../peers/endpoints.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
+import { formatHostPort } from "../host_port.ts";
 import type { IndexTable } from "../relay/index_table.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { TopK } from "./top_k.ts";
@@ -165,7 +166,7 @@ function side(table: IndexTable, side: number, now: number): StatusSide {
   return {
     name: key.name,
     publicKey: key.base64,
-    endpoint: formatEndpoint(table.endpointOf(side)),
+    endpoint: formatHostPort(table.endpointOf(side)),
     lastPacketSecondsAgo: seconds(now - table.lastSeenOf(side)),
   };
 }
@@ -232,7 +233,7 @@ export class StatusBuilder {
         name: key.name,
         publicKey: key.base64,
         groups: key.groups.map((g) => registry.groups[g].name),
-        endpoint: endpoint ? formatEndpoint(endpoint) : null,
+        endpoint: endpoint ? formatHostPort(endpoint) : null,
         sessions: totals.sessions[key.id],
         latestHandshakeSecondsAgo: endpoint ? seconds(now - totals.newest[key.id]) : null,
         receivedBytes: totals.received[key.id],
