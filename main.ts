@@ -15,6 +15,7 @@ import { inheritedSockets } from "./io/linux/socket_activation.ts";
 import { openStateFile } from "./io/files/state_file.ts";
 import { parseHostPort } from "./lib/config/address.ts";
 import type { HostPort } from "./lib/host_port.ts";
+import { errorText } from "./lib/error_text.ts";
 import { type CliResult, parseCommandLine, USAGE } from "./lib/config/cli.ts";
 import { parseConfig } from "./lib/config/file.ts";
 import { KeyRegistry } from "./lib/peers/keys.ts";
@@ -69,7 +70,7 @@ async function status(cli: Extract<CliResult, { command: "status" }>): Promise<v
   let address = cli.flags.metricsListen;
   if (address === undefined && cli.configPath !== undefined) {
     const text = await Deno.readTextFile(cli.configPath).catch((e) =>
-      fail(`${cli.configPath}: cannot read: ${e instanceof Error ? e.message : e}`)
+      fail(`${cli.configPath}: cannot read: ${errorText(e)}`)
     );
     const parsed = parseConfig(text, cli.configPath);
     if (!parsed.ok) fail(parsed.error);
@@ -227,7 +228,7 @@ async function run(configPath: string | undefined, flags: SettingsLayer): Promis
   Deno.addSignalListener("SIGTERM", stop);
   datapath.run(relay, logger).catch((e) => {
     running = false;
-    logger.log("error", `datapath stopped: ${e instanceof Error ? e.message : e}`);
+    logger.log("error", `datapath stopped: ${errorText(e)}`);
     Deno.exit(1);
   });
 }

@@ -573,7 +573,7 @@ function openSocket(target: string, id: number): number {
 function makeSide(id: number, pair: number, isB: boolean, self: string, peer: string): Side {
   const key = (text: string) => {
     const decoded = decodePublicKey(text);
-    if (!decoded.ok) throw new Error(`bad key "${text}": ${decoded.reason}`);
+    if (!decoded.ok) throw new Error(`bad key "${text}": ${decoded.error}`);
     return makeMac1Key(decoded.key);
   };
   return {

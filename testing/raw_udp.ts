@@ -7,6 +7,8 @@
  * @module
  */
 
+import { errorText } from "../lib/error_text.ts";
+
 const AF_INET = 2;
 const SOCK_RAW = 3;
 const IPPROTO_RAW = 255;
@@ -99,7 +101,7 @@ export class RawUdpSender {
     try {
       lib = Deno.dlopen("libc.so.6", SYMBOLS);
     } catch (e) {
-      return `raw sockets: cannot load libc (${e instanceof Error ? e.message : e})`;
+      return `raw sockets: cannot load libc (${errorText(e)})`;
     }
     const fd = lib.symbols.socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
     if (fd < 0) {

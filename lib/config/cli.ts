@@ -26,14 +26,18 @@ import {
   MAX_STATUS_SESSIONS,
   parseSessionLimit,
 } from "../observe/status.ts";
+import type { Result } from "../result.ts";
+import { errorText } from "../error_text.ts";
 
 export { LOG_LEVELS, type LogLevel } from "../observe/log.ts";
 export type { ServerOptions } from "./settings.ts";
 
-/** What the command line asks for. */
-export type CliResult =
+/** What the command line asks for, or why it cannot be read. */
+export type CliResult = Result<CliCommand>;
+
+/** A command the command line can ask for. */
+export type CliCommand =
   | {
-    ok: true;
     /** `run` the bridge, or `check` the settings and print what they enforce. */
     command: "run" | "check";
     /** `--config`, if given. */
@@ -42,7 +46,6 @@ export type CliResult =
     flags: SettingsLayer;
   }
   | {
-    ok: true;
     /** Ask a running bridge for its sessions over its metrics listener. */
     command: "status";
     /** `--config`, to find the metrics listener in. */
@@ -54,8 +57,7 @@ export type CliResult =
     /** `--sessions`: how many sessions to list (the bridge's default when absent). */
     sessions?: number;
   }
-  | { ok: true; command: "help" | "version" }
-  | { ok: false; error: string };
+  | { command: "help" | "version" };
 
 const d = DEFAULT_RELAY_OPTIONS;
 const b = LIMIT_BOUNDS;
@@ -113,8 +115,7 @@ export function parseCommandLine(args: string[]): CliResult {
   } catch (e) {
     if (e instanceof CliError) return { ok: false, error: e.message };
     // parseArgs reports unknown or malformed flags as TypeErrors with a readable message.
-    const message = (e as Error).message ?? String(e);
-    return { ok: false, error: message.split(/\. |\n/)[0].replace(/^Unknown/, "unknown") };
+    return { ok: false, error: errorText(e).split(". ")[0].replace(/^Unknown/, "unknown") };
   }
 }
 

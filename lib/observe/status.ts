@@ -27,6 +27,7 @@ import { formatHostPort } from "../host_port.ts";
 import type { IndexTable } from "../relay/index_table.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { TopK } from "./top_k.ts";
+import type { Result } from "../result.ts";
 
 /** Sessions listed when the request does not say: enough for a terminal, cheap to send. */
 export const DEFAULT_STATUS_SESSIONS = 100;
@@ -269,7 +270,7 @@ export function buildStatus(input: StatusInput): Status {
 }
 
 /** The outcome of reading the `sessions` query parameter. */
-export type SessionLimitResult = { ok: true; limit: number } | { ok: false; error: string };
+export type SessionLimitResult = Result<{ limit: number }>;
 
 /**
  * Reads `?sessions=N` (absent: {@link DEFAULT_STATUS_SESSIONS}). Refuses anything but a whole

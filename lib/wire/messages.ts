@@ -28,6 +28,7 @@ import {
   OFFSET_RESPONSE_RECEIVER_INDEX,
   OFFSET_SENDER_INDEX,
 } from "./constants.ts";
+import type { Result } from "../result.ts";
 
 /** Why a packet was not a well-formed WireGuard message. */
 export type MalformedReason =
@@ -132,8 +133,8 @@ export interface Transport {
 /** Any parsed message. */
 export type Message = Initiation | Response | CookieReply | Transport;
 
-/** A tagged parse result: never thrown, always returned. */
-export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: MalformedReason };
+/** A parsed message, or why the bytes are not one: never thrown, always returned. */
+export type ParseResult<T> = Result<{ message: T }, MalformedReason>;
 
 /** Parses any WireGuard message. */
 export function parseMessage(bytes: Uint8Array): ParseResult<Message> {
@@ -174,14 +175,14 @@ export function parseMessage(bytes: Uint8Array): ParseResult<Message> {
         },
       };
     default:
-      return { ok: false, reason: kind };
+      return { ok: false, error: kind };
   }
 }
 
 function parseAs<T extends Message>(bytes: Uint8Array, type: T["type"]): ParseResult<T> {
   const result = parseMessage(bytes);
   if (!result.ok) return result;
-  if (result.message.type !== type) return { ok: false, reason: "unknown-type" };
+  if (result.message.type !== type) return { ok: false, error: "unknown-type" };
   return result as ParseResult<T>;
 }
 
