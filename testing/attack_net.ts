@@ -14,7 +14,6 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   INITIATION,
   keyInfo,
   namesKey,
@@ -23,6 +22,7 @@ import {
   streamSeed,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
 import {
   type Addr,
@@ -140,16 +140,16 @@ export class HonestPeer {
     const net = this.#net;
     if (packet[0] === INITIATION) {
       const from = net.genuine.get(net.messageId(packet));
-      if (from && namesKey(packet, keyInfo(this.key))) this.#respond(from, getU32(packet, 4));
+      if (from && namesKey(packet, keyInfo(this.key))) this.#respond(from, readU32(packet, 4));
     } else if (packet[0] === RESPONSE) {
-      const sent = this.#sent.get(getU32(packet, 8));
+      const sent = this.#sent.get(readU32(packet, 8));
       const from = net.genuine.get(net.messageId(packet));
       if (!sent || from !== sent.peer || sent.message[0] !== INITIATION) return;
-      this.#sent.delete(getU32(packet, 8));
+      this.#sent.delete(readU32(packet, 8));
       this.handshakes++;
       const s: Session = {
-        mine: getU32(packet, 8),
-        theirs: getU32(packet, 4),
+        mine: readU32(packet, 8),
+        theirs: readU32(packet, 4),
         peer: from,
         counter: 0,
         at: net.now,
@@ -163,7 +163,7 @@ export class HonestPeer {
       this.#onCookie(packet);
     } else if (packet[0] === TRANSPORT) {
       for (const s of this.sessions.values()) {
-        if (s.mine !== getU32(packet, 4)) continue;
+        if (s.mine !== readU32(packet, 4)) continue;
         if (!s.canSend) this.#rekeying.delete(s.peer.name);
         s.canSend = true;
         this.received.set(s.peer.name, (this.received.get(s.peer.name) ?? 0) + 1);
@@ -193,7 +193,7 @@ export class HonestPeer {
 
   #onCookie(packet: Uint8Array): void {
     const net = this.#net;
-    const sent = this.#sent.get(getU32(packet, 4));
+    const sent = this.#sent.get(readU32(packet, 4));
     if (!sent) return;
     const cookie = openCookie(packet, keyInfo(sent.named), sent.message);
     if (!cookie) return;

@@ -15,14 +15,13 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   INITIATION,
   keyInfo,
   openCookie,
-  putU32,
   RESPONSE,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32, writeU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
 import type { Addr } from "./relay_invariants.ts";
 import { formatHostPort } from "../lib/host_port.ts";
@@ -163,7 +162,7 @@ export class Attacker {
     // The attacker knows which key it named: telling the monitor spares it a MAC per key.
     if (named) this.#net.monitor.hintNamed(packet, named);
     if (named && this.#net.owned.has(text)) {
-      this.#sent.set(getU32(packet, 4), { message: packet.slice(), named, from: text });
+      this.#sent.set(readU32(packet, 4), { message: packet.slice(), named, from: text });
     }
     this.#net.send(packet, from);
     this.#learn();
@@ -174,15 +173,15 @@ export class Attacker {
     for (const [text, owned] of this.#net.owned) {
       for (const p of owned.inbox.splice(0)) {
         if (p[0] === COOKIE_REPLY && p.length === 64) {
-          const sent = this.#sent.get(getU32(p, 4));
+          const sent = this.#sent.get(readU32(p, 4));
           if (!sent || sent.from !== text) continue;
           const cookie = openCookie(p, keyInfo(sent.named), sent.message);
           if (cookie) this.#cookies.set(text, cookie);
         } else if ((p[0] === INITIATION || p[0] === RESPONSE) && p.length >= 8) {
-          this.#know(getU32(p, 4));
+          this.#know(readU32(p, 4));
         } else if (p[0] === TRANSPORT && p.length >= 16) {
           // A transport packet for an index it holds: it now knows the sender's counter too.
-          const index = getU32(p, 4);
+          const index = readU32(p, 4);
           if (!this.indices.includes(index)) this.#know(index);
         }
       }
@@ -245,7 +244,7 @@ export class Attacker {
         const p = new Prng(move.s);
         const bytes = p.bytes(move.size % 2 === 0 ? 148 : move.size + 1);
         bytes[0] = p.below(6);
-        if (bytes.length >= 4) putU32(bytes, 0, bytes[0]);
+        if (bytes.length >= 4) writeU32(bytes, 0, bytes[0]);
         this.#send(bytes, this.#source(move.from));
         return;
       }

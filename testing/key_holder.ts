@@ -11,11 +11,11 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   keyInfo,
   openCookie,
   streamSeed,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
 import { type Addr, type Observed } from "./relay_invariants.ts";
 import { formatHostPort } from "../lib/host_port.ts";
@@ -80,7 +80,7 @@ export class KeyHolder {
     const owned = this.net.owned.get(formatHostPort(from));
     if (!owned) return;
     for (const p of owned.inbox.splice(0)) {
-      if (p[0] !== 3 || getU32(p, 4) !== getU32(sent, 4)) continue;
+      if (p[0] !== 3 || readU32(p, 4) !== readU32(sent, 4)) continue;
       const cookie = openCookie(p, keyInfo(named), sent);
       if (cookie) this.#cookies.set(formatHostPort(from), cookie);
     }

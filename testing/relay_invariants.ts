@@ -42,7 +42,6 @@ import type { RelayEvent } from "../lib/relay/events.ts";
 import { formatHostPort } from "../lib/host_port.ts";
 import {
   COOKIE_REPLY,
-  getU32,
   hasMac2,
   INITIATION,
   keyInfo,
@@ -53,6 +52,7 @@ import {
   RESPONSE,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 
 /** A peer address. */
 export interface Addr {
@@ -308,9 +308,9 @@ export class RelayMonitor {
   #noteChallenge(sent: Uint8Array, deliveries: Delivery[]): void {
     if (deliveries.length !== 1 || mac1At(sent) < 0) return;
     const out = deliveries[0].packet;
-    if (out[0] !== sent[0] || getU32(out, 4) === getU32(sent, 4)) return;
+    if (out[0] !== sent[0] || readU32(out, 4) === readU32(sent, 4)) return;
     if (this.#challenges.size > 100_000) this.#challenges.clear();
-    this.#challenges.set(getU32(out, 4), formatHostPort(deliveries[0].to));
+    this.#challenges.set(readU32(out, 4), formatHostPort(deliveries[0].to));
   }
 
   /**
@@ -323,7 +323,7 @@ export class RelayMonitor {
       : packet[0] === TRANSPORT && packet.length >= 32
       ? 4
       : -1;
-    if (echoAt >= 0 && this.#challenges.get(getU32(packet, echoAt)) === text) {
+    if (echoAt >= 0 && this.#challenges.get(readU32(packet, echoAt)) === text) {
       this.#provenAddr.add(text);
       this.#provenNet.add(networkOf(from.host));
     }
@@ -458,7 +458,7 @@ export function messageId(message: Uint8Array): string {
 /** One line about a packet and what became of it. */
 export function describe(packet: Uint8Array, from: string, o: Observed): string {
   const type = ["?", "initiation", "response", "cookie-reply", "transport"][packet[0]] ?? "?";
-  const index = packet.length >= 8 ? getU32(packet, 4).toString(16) : "-";
+  const index = packet.length >= 8 ? readU32(packet, 4).toString(16) : "-";
   const to = o.deliveries.map((d) => formatHostPort(d.to)).join(",");
   return `${packet.length}-byte ${type} (index ${index}) from ${from} -> ${o.action}` +
     (o.reason ? ` (${o.reason})` : "") + (to ? ` to ${to}` : "");

@@ -29,7 +29,7 @@ import { HOLD_MS } from "./first_contact.ts";
 import { PENDING_TTL_MS, type PendingHandshake } from "./index_table.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { mac1Offset, writeMac1 } from "../wire/mac.ts";
-import { readU32, writeU32 } from "../wire/messages.ts";
+import { readU32, writeU32 } from "../wire/bytes.ts";
 import { resealCookieReply } from "../wire/cookie.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { describeSideOf, PROOF_RENEW_MS, type RelayDecision, type RelayState } from "./state.ts";

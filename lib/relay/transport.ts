@@ -15,7 +15,7 @@ import {
 } from "../wire/constants.ts";
 import { normalizeHost, samePrefix } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
-import { readU32, writeU32 } from "../wire/messages.ts";
+import { readU32, writeU32 } from "../wire/bytes.ts";
 import { describeSideOf, type RelayDecision, type RelayState } from "./state.ts";
 import type { DropReason } from "./stats.ts";
 

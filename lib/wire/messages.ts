@@ -29,6 +29,7 @@ import {
   OFFSET_SENDER_INDEX,
 } from "./constants.ts";
 import type { Result } from "../result.ts";
+import { readU32 } from "./bytes.ts";
 
 /** Why a packet was not a well-formed WireGuard message. */
 export type MalformedReason =
@@ -42,20 +43,6 @@ export type Classification =
   | typeof MESSAGE_COOKIE_REPLY_TYPE
   | typeof MESSAGE_TRANSPORT_TYPE
   | MalformedReason;
-
-/** Reads a little-endian uint32 at `offset`; the caller has checked the length. */
-export function readU32(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset] | (bytes[offset + 1] << 8) | (bytes[offset + 2] << 16) |
-    (bytes[offset + 3] << 24)) >>> 0;
-}
-
-/** Writes `value` as a little-endian uint32 at `offset`; the caller has checked the length. */
-export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value;
-  bytes[offset + 1] = value >>> 8;
-  bytes[offset + 2] = value >>> 16;
-  bytes[offset + 3] = value >>> 24;
-}
 
 /**
  * Reads the type field as a whole little-endian uint32 and checks the exact length for it.

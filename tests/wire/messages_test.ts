@@ -15,8 +15,8 @@ import {
   parseResponse,
   type ParseResult,
   parseTransport,
-  readU32,
 } from "../../lib/wire/messages.ts";
+import { readU32 } from "../../lib/wire/bytes.ts";
 import {
   COOKIE_REPLY_HEX,
   INITIATION_HEX,
