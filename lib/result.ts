@@ -9,10 +9,13 @@
  *   caller reads `parsed.snapshot` rather than an anonymous `value`.
  * - The error is one line of words (`E = string`) unless callers must tell reasons apart, as
  *   with the wire parsers' `MalformedReason`.
- * - The relay's hot path does not build results at all: `classifyMessage` returns a message
- *   type or a reason code, and the relay writes its decision into a reused object, so no packet
- *   allocates. The HTTP head parser has a third outcome (need more bytes) and keeps a tagged
- *   union of its own.
+ * - Parsers on the packet path build no result objects, so no packet allocates: they return a
+ *   number, code or boolean and write what they read into a buffer the caller owns
+ *   (`classifyMessage` in lib/wire/messages.ts, `encodeSockaddr` and the address parsers under
+ *   it in io/linux/sockaddr.ts, `readPktinfo` in io/linux/pktinfo.ts), each documenting what
+ *   its failure value is.
+ * - The HTTP head parser (lib/observe/http_request.ts) has a third outcome, "need more bytes",
+ *   that is not a failure, so it keeps a `kind`-tagged union of its own.
  *
  * @module
  */

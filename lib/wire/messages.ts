@@ -3,9 +3,10 @@
  *
  * Every byte here comes from the network and may be chosen by an attacker, so nothing in this
  * file throws on input: the type and the exact length are checked before any field is read, and
- * the result is a tagged value. The relay's hot path uses {@link classifyMessage} and the
- * `read*` helpers, which allocate nothing; the `parse*` functions build objects for tests, tools
- * and log lines.
+ * the result is returned, never thrown. The relay's hot path uses {@link classifyMessage} (a
+ * type number or a reason code, no object) and `readU32`/`writeU32` from bytes.ts, which
+ * allocate nothing; the `parse*` functions return a `Result` (lib/result.ts) holding an object,
+ * for tests, tools and log lines.
  *
  * @module
  */
