@@ -46,6 +46,7 @@ import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { KeyedBlake2s } from "../lib/wire/blake2s.ts";
 import { decodePublicKey } from "../lib/peers/keys.ts";
 import { type Mac1Key, makeMac1Key } from "../lib/wire/mac.ts";
+import { readU32, writeU32 } from "../lib/wire/bytes.ts";
 import {
   addressOf,
   C,
@@ -196,17 +197,6 @@ function randomIndex(): number {
   const r = new Uint32Array(1);
   do crypto.getRandomValues(r); while (r[0] === 0 || owner.has(r[0]));
   return r[0];
-}
-
-function writeU32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v;
-  b[at + 1] = v >>> 8;
-  b[at + 2] = v >>> 16;
-  b[at + 3] = v >>> 24;
-}
-
-function readU32(b: Uint8Array, at: number): number {
-  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }
 
 function sendInitiation(s: Side, now: number): void {
@@ -573,7 +563,7 @@ function openSocket(target: string, id: number): number {
 function makeSide(id: number, pair: number, isB: boolean, self: string, peer: string): Side {
   const key = (text: string) => {
     const decoded = decodePublicKey(text);
-    if (!decoded.ok) throw new Error(`bad key "${text}": ${decoded.reason}`);
+    if (!decoded.ok) throw new Error(`bad key "${text}": ${decoded.error}`);
     return makeMac1Key(decoded.key);
   };
   return {

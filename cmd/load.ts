@@ -8,12 +8,10 @@
 import { loadSettings } from "../io/files/config_file.ts";
 import type { ServerOptions, SettingsLayer } from "../lib/config/settings.ts";
 import { KeyRegistry } from "../lib/peers/keys.ts";
+import type { Result } from "../lib/result.ts";
 
 /** Loaded settings and their registry, or the first thing wrong with them. */
-export type Loaded = { ok: true; options: ServerOptions; registry: KeyRegistry } | {
-  ok: false;
-  error: string;
-};
+export type Loaded = Result<{ options: ServerOptions; registry: KeyRegistry }>;
 
 /** Settings and the key registry they describe, or the first thing wrong with them. */
 export async function load(configPath: string | undefined, flags: SettingsLayer): Promise<Loaded> {

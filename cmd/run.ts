@@ -17,6 +17,7 @@ import type { ServerOptions, SettingsLayer } from "../lib/config/settings.ts";
 import { Logger } from "../lib/observe/log.ts";
 import type { KeyRegistry } from "../lib/peers/keys.ts";
 import { Relay } from "../lib/relay/relay.ts";
+import { errorText } from "../lib/error_text.ts";
 import { fail } from "./fail.ts";
 import { load } from "./load.ts";
 import { opsPages } from "./ops_pages.ts";
@@ -156,7 +157,7 @@ async function shutdown(server: Server, parts: Parts): Promise<void> {
 function runDatapath(server: Server, datapath: Datapath): void {
   datapath.run(server.relay, server.logger).catch((e) => {
     server.running = false;
-    server.logger.log("error", `datapath stopped: ${e instanceof Error ? e.message : e}`);
+    server.logger.log("error", `datapath stopped: ${errorText(e)}`);
     Deno.exit(1);
   });
 }

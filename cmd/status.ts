@@ -12,6 +12,8 @@ import type { CliResult } from "../lib/config/cli.ts";
 import { parseConfig } from "../lib/config/file.ts";
 import { DEFAULT_METRICS_LISTEN } from "../lib/config/settings.ts";
 import { formatStatus } from "../lib/observe/status_text.ts";
+import { errorText } from "../lib/error_text.ts";
+import type { HostPort } from "../lib/host_port.ts";
 import { fail } from "./fail.ts";
 
 /** Prints the status of the bridge that `cli` names. */
@@ -19,7 +21,7 @@ export async function status(cli: Extract<CliResult, { command: "status" }>): Pr
   let address = cli.flags.metricsListen;
   if (address === undefined && cli.configPath !== undefined) {
     const text = await Deno.readTextFile(cli.configPath).catch((e) =>
-      fail(`${cli.configPath}: cannot read: ${e instanceof Error ? e.message : e}`)
+      fail(`${cli.configPath}: cannot read: ${errorText(e)}`)
     );
     const parsed = parseConfig(text, cli.configPath);
     if (!parsed.ok) fail(parsed.error);
@@ -27,7 +29,7 @@ export async function status(cli: Extract<CliResult, { command: "status" }>): Pr
     if (address === undefined) fail(`${cli.configPath}: no metrics.listen to ask for the status`);
   }
   if (address === null) fail("status needs the bridge's --metrics-listen address");
-  address ??= parseHostPort(DEFAULT_METRICS_LISTEN) as { host: string; port: number };
+  address ??= (parseHostPort(DEFAULT_METRICS_LISTEN) as { address: HostPort }).address;
   const document = await fetchStatus(address, cli.sessions).catch((e) =>
     fail((e as Error).message)
   );

@@ -18,7 +18,8 @@
 import { type BindAddress, BindError, type Datapath } from "./datapath.ts";
 import type { Logger } from "../lib/observe/log.ts";
 import type { Datapath as DatapathChoice } from "../lib/config/settings.ts";
-import { openLibc } from "./linux/libc.ts";
+import { type Libc, openLibc } from "./linux/libc.ts";
+import type { Result } from "../lib/result.ts";
 import { bindDenoUdp } from "./deno/udp.ts";
 import { adoptLinuxUdp, bindLinuxUdp } from "./linux/udp.ts";
 
@@ -35,6 +36,11 @@ export interface BoundDatapath {
   datapath: Datapath;
   /** Which datapath, and for the portable one why and what it costs, e.g. `datapath: linux`. */
   description: string;
+}
+
+/** libc not opened, and why (when the portable datapath was chosen). */
+function notOpened(why: string): Result<{ libc: Libc }> {
+  return { ok: false, error: why };
 }
 
 /** Why the portable datapath runs, for the start-up line. */
@@ -63,28 +69,29 @@ export function bindDatapath(
   inherited?: number[],
 ): BoundDatapath {
   if (inherited) return adoptDatapath(choice, inherited, logger);
-  const libc = choice === "deno" ? "not asked for" : openLibc();
-  if (typeof libc !== "string") {
+  const opened = choice === "deno" ? notOpened("not asked for") : openLibc();
+  if (opened.ok) {
     return {
-      datapath: bindLinuxUdp(libc, addresses, port, logger),
-      description: `datapath: linux (recvmmsg/sendmmsg through ${libc.path})`,
+      datapath: bindLinuxUdp(opened.libc, addresses, port, logger),
+      description: `datapath: linux (recvmmsg/sendmmsg through ${opened.libc.path})`,
     };
   }
-  if (choice === "linux") throw new BindError(`--datapath linux: ${libc}`);
+  if (choice === "linux") throw new BindError(`--datapath linux: ${opened.error}`);
   return {
     datapath: bindDenoUdp(addresses, port, logger),
-    description: `datapath: deno (${portableReason(choice, libc)})`,
+    description: `datapath: deno (${portableReason(choice, opened.error)})`,
   };
 }
 
 function adoptDatapath(choice: DatapathChoice, fds: number[], logger: Logger): BoundDatapath {
-  const libc = choice === "deno" ? "is not chosen (--datapath deno)" : openLibc();
-  if (typeof libc === "string") {
+  const opened = choice === "deno" ? notOpened("is not chosen (--datapath deno)") : openLibc();
+  if (!opened.ok) {
     throw new BindError(
       `socket activation passed ${fds.length} socket(s), which only the linux datapath can ` +
-        `use, and the linux datapath ${libc}`,
+        `use, and the linux datapath ${opened.error}`,
     );
   }
+  const { libc } = opened;
   return {
     datapath: adoptLinuxUdp(libc, fds, logger),
     description: `datapath: linux (recvmmsg/sendmmsg through ${libc.path}, sockets from systemd)`,

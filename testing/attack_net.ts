@@ -14,7 +14,6 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   INITIATION,
   keyInfo,
   namesKey,
@@ -23,16 +22,17 @@ import {
   streamSeed,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
 import {
   type Addr,
-  addrText,
   type Delivery,
   type GroupSpecOf,
   messageId,
   type Observed,
   RelayMonitor,
 } from "./relay_invariants.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 
 /** WireGuard's timers (whitepaper names), in ms. */
 const REKEY_TIMEOUT = 5_000;
@@ -140,16 +140,16 @@ export class HonestPeer {
     const net = this.#net;
     if (packet[0] === INITIATION) {
       const from = net.genuine.get(net.messageId(packet));
-      if (from && namesKey(packet, keyInfo(this.key))) this.#respond(from, getU32(packet, 4));
+      if (from && namesKey(packet, keyInfo(this.key))) this.#respond(from, readU32(packet, 4));
     } else if (packet[0] === RESPONSE) {
-      const sent = this.#sent.get(getU32(packet, 8));
+      const sent = this.#sent.get(readU32(packet, 8));
       const from = net.genuine.get(net.messageId(packet));
       if (!sent || from !== sent.peer || sent.message[0] !== INITIATION) return;
-      this.#sent.delete(getU32(packet, 8));
+      this.#sent.delete(readU32(packet, 8));
       this.handshakes++;
       const s: Session = {
-        mine: getU32(packet, 8),
-        theirs: getU32(packet, 4),
+        mine: readU32(packet, 8),
+        theirs: readU32(packet, 4),
         peer: from,
         counter: 0,
         at: net.now,
@@ -163,7 +163,7 @@ export class HonestPeer {
       this.#onCookie(packet);
     } else if (packet[0] === TRANSPORT) {
       for (const s of this.sessions.values()) {
-        if (s.mine !== getU32(packet, 4)) continue;
+        if (s.mine !== readU32(packet, 4)) continue;
         if (!s.canSend) this.#rekeying.delete(s.peer.name);
         s.canSend = true;
         this.received.set(s.peer.name, (this.received.get(s.peer.name) ?? 0) + 1);
@@ -193,7 +193,7 @@ export class HonestPeer {
 
   #onCookie(packet: Uint8Array): void {
     const net = this.#net;
-    const sent = this.#sent.get(getU32(packet, 4));
+    const sent = this.#sent.get(readU32(packet, 4));
     if (!sent) return;
     const cookie = openCookie(packet, keyInfo(sent.named), sent.message);
     if (!cookie) return;
@@ -276,7 +276,7 @@ export class SimNet {
   /** Adds an honest peer. */
   addPeer(name: string, key: string, addr: Addr): HonestPeer {
     const peer = new HonestPeer(this, name, key, addr);
-    this.peers.set(addrText(addr), peer);
+    this.peers.set(formatHostPort(addr), peer);
     this.monitor.honest(name, key, addr);
     return peer;
   }
@@ -284,7 +284,7 @@ export class SimNet {
   /** Adds an address the attacker receives at. */
   own(addr: Addr): Owned {
     const o = { addr, inbox: [] };
-    this.owned.set(addrText(addr), o);
+    this.owned.set(formatHostPort(addr), o);
     return o;
   }
 
@@ -337,7 +337,7 @@ export class SimNet {
   }
 
   #deliver(d: Delivery): void {
-    const text = addrText(d.to);
+    const text = formatHostPort(d.to);
     const peer = this.peers.get(text);
     const held = peer && this.#held.get(peer);
     if (held) {

@@ -15,16 +15,16 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   INITIATION,
   keyInfo,
   openCookie,
-  putU32,
   RESPONSE,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32, writeU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
-import { type Addr, addrText } from "./relay_invariants.ts";
+import type { Addr } from "./relay_invariants.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 
 /** Every address the attacker may send from: its own, victims', honest peers' and neighbours'. */
 export const SOURCES: Addr[] = [
@@ -115,11 +115,15 @@ export class Attacker {
   /** An initiation from `from` naming `named`, answering a cookie reply with mac2 at once. */
   #initiate(p: Prng, from: Addr, named: string): number {
     let index = p.u32();
-    this.#send(forgeInitiation(p, index, named, this.#cookies.get(addrText(from))), from, named);
-    const owned = this.#net.owned.get(addrText(from));
-    const cookie = this.#cookies.get(addrText(from));
-    if (owned && cookie && !this.#proved.has(addrText(from))) {
-      this.#proved.add(addrText(from));
+    this.#send(
+      forgeInitiation(p, index, named, this.#cookies.get(formatHostPort(from))),
+      from,
+      named,
+    );
+    const owned = this.#net.owned.get(formatHostPort(from));
+    const cookie = this.#cookies.get(formatHostPort(from));
+    if (owned && cookie && !this.#proved.has(formatHostPort(from))) {
+      this.#proved.add(formatHostPort(from));
       index = p.u32();
       this.#send(forgeInitiation(p, index, named, cookie), from, named);
     }
@@ -142,7 +146,7 @@ export class Attacker {
     this.#initiate(p, qAddr, x);
     const i = this.#initiate(p, pAddr, x);
     const j = p.u32();
-    const qCookie = this.#cookies.get(addrText(qAddr));
+    const qCookie = this.#cookies.get(formatHostPort(qAddr));
     this.#send(forgeResponse(p, j, i, y, qCookie), qAddr, y);
     this.#know(j);
     this.sessions.push([i, j]);
@@ -154,11 +158,11 @@ export class Attacker {
 
   /** Sends `packet` from `from`; `named` is the key a handshake's mac1 names. */
   #send(packet: Uint8Array, from: Addr, named = ""): void {
-    const text = addrText(from);
+    const text = formatHostPort(from);
     // The attacker knows which key it named: telling the monitor spares it a MAC per key.
     if (named) this.#net.monitor.hintNamed(packet, named);
     if (named && this.#net.owned.has(text)) {
-      this.#sent.set(getU32(packet, 4), { message: packet.slice(), named, from: text });
+      this.#sent.set(readU32(packet, 4), { message: packet.slice(), named, from: text });
     }
     this.#net.send(packet, from);
     this.#learn();
@@ -169,15 +173,15 @@ export class Attacker {
     for (const [text, owned] of this.#net.owned) {
       for (const p of owned.inbox.splice(0)) {
         if (p[0] === COOKIE_REPLY && p.length === 64) {
-          const sent = this.#sent.get(getU32(p, 4));
+          const sent = this.#sent.get(readU32(p, 4));
           if (!sent || sent.from !== text) continue;
           const cookie = openCookie(p, keyInfo(sent.named), sent.message);
           if (cookie) this.#cookies.set(text, cookie);
         } else if ((p[0] === INITIATION || p[0] === RESPONSE) && p.length >= 8) {
-          this.#know(getU32(p, 4));
+          this.#know(readU32(p, 4));
         } else if (p[0] === TRANSPORT && p.length >= 16) {
           // A transport packet for an index it holds: it now knows the sender's counter too.
-          const index = getU32(p, 4);
+          const index = readU32(p, 4);
           if (!this.indices.includes(index)) this.#know(index);
         }
       }
@@ -194,7 +198,7 @@ export class Attacker {
         const from = this.#source(move.from);
         const index = this.#known(move.index);
         const named = keyOf(move.key);
-        const cookie = move.mac2 ? this.#cookies.get(addrText(from)) : undefined;
+        const cookie = move.mac2 ? this.#cookies.get(formatHostPort(from)) : undefined;
         this.#know(index);
         this.#send(forgeInitiation(p, index, named, cookie), from, named);
         return;
@@ -204,7 +208,7 @@ export class Attacker {
         const from = this.#source(move.from);
         const index = p.u32();
         const named = keyOf(move.key);
-        const cookie = move.mac2 ? this.#cookies.get(addrText(from)) : undefined;
+        const cookie = move.mac2 ? this.#cookies.get(formatHostPort(from)) : undefined;
         const to = this.#known(move.to);
         this.#know(index);
         this.#send(forgeResponse(p, index, to, named, cookie), from, named);
@@ -240,7 +244,7 @@ export class Attacker {
         const p = new Prng(move.s);
         const bytes = p.bytes(move.size % 2 === 0 ? 148 : move.size + 1);
         bytes[0] = p.below(6);
-        if (bytes.length >= 4) putU32(bytes, 0, bytes[0]);
+        if (bytes.length >= 4) writeU32(bytes, 0, bytes[0]);
         this.#send(bytes, this.#source(move.from));
         return;
       }

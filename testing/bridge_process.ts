@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+import { formatHostPort } from "../lib/host_port.ts";
+import { writeU32 } from "../lib/wire/bytes.ts";
 import { START_FLAGS } from "./task_flags.ts";
 import { initiation, openCookieReply, readU32, response, transport } from "./wire.ts";
 
@@ -100,7 +102,7 @@ export class SimPeer {
         const [data, from] = await this.conn.receive();
         this.#queue.push(data);
         const { hostname, port } = from as Deno.NetAddr;
-        this.senders.add(hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`);
+        this.senders.add(formatHostPort({ host: hostname, port }));
       } catch {
         return;
       }
@@ -203,7 +205,7 @@ export async function handshakeThroughBridge(
 /** A transport packet as its receiver gets it: the bridge writes the receiver's own index. */
 export function asDelivered(packet: Uint8Array, ownIndex: number): Uint8Array {
   const out = packet.slice();
-  new DataView(out.buffer).setUint32(4, ownIndex, true);
+  writeU32(out, 4, ownIndex);
   return out;
 }
 

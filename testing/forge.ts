@@ -13,6 +13,7 @@ import { blake2s } from "@noble/hashes/blake2.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { Prng } from "./prng.ts";
 import { fromBase64 } from "./wire.ts";
+import { writeU32 } from "../lib/wire/bytes.ts";
 
 /** Message types and sizes of the WireGuard whitepaper, as the attacker writes them. */
 export const INITIATION = 1;
@@ -109,20 +110,6 @@ export function sealFor(message: Uint8Array, key: PublicKeyInfo, cookie?: Uint8A
   return message;
 }
 
-/** Writes a little-endian uint32. */
-export function putU32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value;
-  bytes[offset + 1] = value >>> 8;
-  bytes[offset + 2] = value >>> 16;
-  bytes[offset + 3] = value >>> 24;
-}
-
-/** Reads a little-endian uint32. */
-export function getU32(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
-    bytes[offset + 3] << 24) >>> 0;
-}
-
 /** An initiation from `senderIndex` whose mac1 names `responder`. */
 export function forgeInitiation(
   prng: Prng,
@@ -132,7 +119,7 @@ export function forgeInitiation(
 ): Uint8Array {
   const m = prng.bytes(INITIATION_SIZE);
   m.set([INITIATION, 0, 0, 0]);
-  putU32(m, 4, senderIndex);
+  writeU32(m, 4, senderIndex);
   return sealFor(m, keyInfo(responder), cookie);
 }
 
@@ -146,8 +133,8 @@ export function forgeResponse(
 ): Uint8Array {
   const m = prng.bytes(RESPONSE_SIZE);
   m.set([RESPONSE, 0, 0, 0]);
-  putU32(m, 4, senderIndex);
-  putU32(m, 8, receiverIndex);
+  writeU32(m, 4, senderIndex);
+  writeU32(m, 8, receiverIndex);
   return sealFor(m, keyInfo(initiator), cookie);
 }
 
@@ -160,9 +147,9 @@ export function forgeTransport(
 ): Uint8Array {
   const m = prng.bytes(32 + payload);
   m.set([TRANSPORT, 0, 0, 0]);
-  putU32(m, 4, receiverIndex);
-  putU32(m, 8, counter % 0x100000000);
-  putU32(m, 12, Math.floor(counter / 0x100000000));
+  writeU32(m, 4, receiverIndex);
+  writeU32(m, 8, counter % 0x100000000);
+  writeU32(m, 12, Math.floor(counter / 0x100000000));
   return m;
 }
 
@@ -170,7 +157,7 @@ export function forgeTransport(
 export function forgeCookieReply(prng: Prng, receiverIndex: number): Uint8Array {
   const m = prng.bytes(COOKIE_REPLY_SIZE);
   m.set([COOKIE_REPLY, 0, 0, 0]);
-  putU32(m, 4, receiverIndex);
+  writeU32(m, 4, receiverIndex);
   return m;
 }
 

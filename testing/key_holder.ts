@@ -11,13 +11,14 @@ import {
   forgeInitiation,
   forgeResponse,
   forgeTransport,
-  getU32,
   keyInfo,
   openCookie,
   streamSeed,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 import { Prng } from "./prng.ts";
-import { type Addr, addrText, type Observed } from "./relay_invariants.ts";
+import { type Addr, type Observed } from "./relay_invariants.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 
 /** A key holder's scripted moves. */
 export class KeyHolder {
@@ -33,7 +34,7 @@ export class KeyHolder {
 
   /** The cookie the bridge gave the attacker's address `at`, if any. */
   cookie(at: Addr): Uint8Array | undefined {
-    return this.#cookies.get(addrText(at));
+    return this.#cookies.get(formatHostPort(at));
   }
 
   /**
@@ -76,12 +77,12 @@ export class KeyHolder {
   }
 
   #takeCookie(from: Addr, named: string, sent: Uint8Array): void {
-    const owned = this.net.owned.get(addrText(from));
+    const owned = this.net.owned.get(formatHostPort(from));
     if (!owned) return;
     for (const p of owned.inbox.splice(0)) {
-      if (p[0] !== 3 || getU32(p, 4) !== getU32(sent, 4)) continue;
+      if (p[0] !== 3 || readU32(p, 4) !== readU32(sent, 4)) continue;
       const cookie = openCookie(p, keyInfo(named), sent);
-      if (cookie) this.#cookies.set(addrText(from), cookie);
+      if (cookie) this.#cookies.set(formatHostPort(from), cookie);
     }
   }
 }

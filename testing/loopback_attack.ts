@@ -6,7 +6,8 @@
  * @module
  */
 
-import { putU32, TRANSPORT } from "./forge.ts";
+import { TRANSPORT } from "./forge.ts";
+import { writeU32 } from "../lib/wire/bytes.ts";
 import type { Peer } from "./loopback_peer.ts";
 
 /** Bytes 16..31 of every transport packet an attacker sends: a peer that sees it was reached. */
@@ -46,9 +47,9 @@ export function attackPacket(
 ): Uint8Array {
   out[0] = TRANSPORT;
   out[1] = out[2] = out[3] = 0;
-  putU32(out, 4, index);
-  putU32(out, 8, counterLow);
-  putU32(out, 12, counterHigh);
+  writeU32(out, 4, index);
+  writeU32(out, 8, counterLow);
+  writeU32(out, 12, counterHigh);
   out.set(ATTACK_MARK, 16);
   return out;
 }

@@ -7,6 +7,9 @@
  * @module
  */
 
+import { errorText } from "../lib/error_text.ts";
+import type { Result } from "../lib/result.ts";
+
 const AF_INET = 2;
 const SOCK_RAW = 3;
 const IPPROTO_RAW = 255;
@@ -90,23 +93,28 @@ export class RawUdpSender {
   }
 
   /** Opens a raw socket, or says why it cannot (not root, no FFI, not Linux). */
-  static open(): RawUdpSender | string {
-    if (Deno.build.os !== "linux") return `raw sockets: needs Linux (this is ${Deno.build.os})`;
+  static open(): Result<{ sender: RawUdpSender }> {
+    if (Deno.build.os !== "linux") {
+      return { ok: false, error: `raw sockets: needs Linux (this is ${Deno.build.os})` };
+    }
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-      return "raw sockets: needs --allow-ffi";
+      return { ok: false, error: "raw sockets: needs --allow-ffi" };
     }
     let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
     try {
       lib = Deno.dlopen("libc.so.6", SYMBOLS);
     } catch (e) {
-      return `raw sockets: cannot load libc (${e instanceof Error ? e.message : e})`;
+      return { ok: false, error: `raw sockets: cannot load libc (${errorText(e)})` };
     }
     const fd = lib.symbols.socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
     if (fd < 0) {
       lib.close();
-      return "raw sockets: socket(AF_INET, SOCK_RAW) refused (needs root / CAP_NET_RAW)";
+      return {
+        ok: false,
+        error: "raw sockets: socket(AF_INET, SOCK_RAW) refused (needs root / CAP_NET_RAW)",
+      };
     }
-    return new RawUdpSender(lib, fd);
+    return { ok: true, sender: new RawUdpSender(lib, fd) };
   }
 
   /** Sends `payload` to `dst` (loopback only) as if from `src`. Returns false on failure. */
@@ -150,10 +158,12 @@ export class RawSpoofer {
     this.#lines = lines;
   }
 
-  /** Starts the child; a string says why spoofing is not possible here (then skip). */
-  static async start(): Promise<RawSpoofer | string> {
-    if (Deno.build.os !== "linux") return `raw sockets: needs Linux (this is ${Deno.build.os})`;
-    if (Deno.uid() !== 0) return "raw sockets: needs root (CAP_NET_RAW)";
+  /** Starts the child, or says why spoofing is not possible here (then skip). */
+  static async start(): Promise<Result<{ spoofer: RawSpoofer }>> {
+    if (Deno.build.os !== "linux") {
+      return { ok: false, error: `raw sockets: needs Linux (this is ${Deno.build.os})` };
+    }
+    if (Deno.uid() !== 0) return { ok: false, error: "raw sockets: needs root (CAP_NET_RAW)" };
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-ffi", new URL(import.meta.url).pathname],
       stdin: "piped",
@@ -171,9 +181,9 @@ export class RawSpoofer {
     const first = await lines.next();
     if (first.value !== "ready") {
       await spoofer.close();
-      return first.value ?? "raw sockets: the sender did not start";
+      return { ok: false, error: first.value ?? "raw sockets: the sender did not start" };
     }
-    return spoofer;
+    return { ok: true, spoofer };
   }
 
   /** Queues one datagram to `dst` (loopback) as if from `src`. */
@@ -205,11 +215,12 @@ export class RawSpoofer {
 }
 
 async function serve(): Promise<void> {
-  const raw = RawUdpSender.open();
-  if (typeof raw === "string") {
-    console.log(raw);
+  const opened = RawUdpSender.open();
+  if (!opened.ok) {
+    console.log(opened.error);
     return;
   }
+  const raw = opened.sender;
   console.log("ready");
   let failed = 0;
   let pending = "";

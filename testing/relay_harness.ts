@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { KeyRegistry } from "../lib/peers/keys.ts";
 import { Relay, type RelayOptions } from "../lib/relay/relay.ts";
-import { initiation, openCookieReply, response, transport } from "./wire.ts";
+import { initiation, openCookieReply, readU32, response, transport } from "./wire.ts";
 
 /** A peer address. */
 export interface Addr {
@@ -95,10 +95,10 @@ export class RelayHarness {
     assert.equal(this.send(initiation(base, kB), a).reason, "held", "a's first contact is held");
     const toA = this.send(initiation(base + 0x10, kA), b);
     assert.deepEqual(toA.targets, [`${a.host}:${a.port}`], "b's initiation reaches a");
-    const bIndex = new DataView(toA.payload.buffer).getUint32(4, true);
+    const bIndex = readU32(toA.payload, 4);
     const back = this.send(response(base + 0x20, bIndex, kB), a);
     assert.deepEqual(back.targets, [`${b.host}:${b.port}`], "a's response reaches b");
-    const aIndex = new DataView(back.payload.buffer).getUint32(4, true);
+    const aIndex = readU32(back.payload, 4);
     const first = this.send(transport(aIndex, 0), b);
     assert.deepEqual(first.targets, [`${a.host}:${a.port}`], "b's first packet confirms");
     return { aIndex, bIndex };

@@ -39,9 +39,9 @@
 import { KeyRegistry } from "../lib/peers/keys.ts";
 import { Relay, type RelayOptions } from "../lib/relay/relay.ts";
 import type { RelayEvent } from "../lib/relay/events.ts";
+import { formatHostPort } from "../lib/host_port.ts";
 import {
   COOKIE_REPLY,
-  getU32,
   hasMac2,
   INITIATION,
   keyInfo,
@@ -52,6 +52,7 @@ import {
   RESPONSE,
   TRANSPORT,
 } from "./forge.ts";
+import { readU32 } from "../lib/wire/bytes.ts";
 
 /** A peer address. */
 export interface Addr {
@@ -94,11 +95,6 @@ export class InvariantViolation extends Error {
     super(`${rule}: ${message}`);
     this.rule = rule;
   }
-}
-
-/** `host:port`, IPv6 in brackets. */
-export function addrText(a: Addr): string {
-  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 /** The network an address belongs to: its IPv4 address, or its IPv6 /64. */
@@ -212,7 +208,7 @@ export class RelayMonitor {
   /** Declares an honest peer of key `label` (base64 `key`) living at `addr`. */
   honest(label: string, key: string, addr: Addr): void {
     this.#honest.set(label, { name: label, info: keyInfo(key), lastLive: -Infinity });
-    this.#honestAt.set(addrText(addr), label);
+    this.#honestAt.set(formatHostPort(addr), label);
   }
 
   /**
@@ -236,7 +232,7 @@ export class RelayMonitor {
 
   /** Bytes and packets exchanged with one address so far. */
   ledger(a: Addr): Readonly<Ledger> {
-    return this.#byAddr.get(addrText(a)) ?? new Ledger();
+    return this.#byAddr.get(formatHostPort(a)) ?? new Ledger();
   }
 
   /** Bytes and packets exchanged with one network so far. */
@@ -255,7 +251,7 @@ export class RelayMonitor {
    * `genuine` names the honest peer that really sent it (undefined: attacker or spoofed).
    */
   feed(packet: Uint8Array, from: Addr, now: number, genuine?: string): Observed {
-    const fromText = addrText(from);
+    const fromText = formatHostPort(from);
     this.#noteProof(packet, from, fromText);
     this.#account(fromText, from.host, packet.length, "rx");
     const sent = packet.slice();
@@ -312,9 +308,9 @@ export class RelayMonitor {
   #noteChallenge(sent: Uint8Array, deliveries: Delivery[]): void {
     if (deliveries.length !== 1 || mac1At(sent) < 0) return;
     const out = deliveries[0].packet;
-    if (out[0] !== sent[0] || getU32(out, 4) === getU32(sent, 4)) return;
+    if (out[0] !== sent[0] || readU32(out, 4) === readU32(sent, 4)) return;
     if (this.#challenges.size > 100_000) this.#challenges.clear();
-    this.#challenges.set(getU32(out, 4), addrText(deliveries[0].to));
+    this.#challenges.set(readU32(out, 4), formatHostPort(deliveries[0].to));
   }
 
   /**
@@ -327,7 +323,7 @@ export class RelayMonitor {
       : packet[0] === TRANSPORT && packet.length >= 32
       ? 4
       : -1;
-    if (echoAt >= 0 && this.#challenges.get(getU32(packet, echoAt)) === text) {
+    if (echoAt >= 0 && this.#challenges.get(readU32(packet, echoAt)) === text) {
       this.#provenAddr.add(text);
       this.#provenNet.add(networkOf(from.host));
     }
@@ -363,7 +359,7 @@ export class RelayMonitor {
   #checkCredit(deliveries: Delivery[], what: () => string): void {
     const seen = new Set<string>();
     for (const { to, packet } of deliveries) {
-      const text = addrText(to);
+      const text = formatHostPort(to);
       const [a, n] = this.#account(text, to.host, packet.length, "tx");
       if (this.proven(to)) continue;
       if (deliveries.length > 1) {
@@ -402,7 +398,7 @@ export class RelayMonitor {
     if (!genuine) return;
     for (const { to, packet } of deliveries) {
       if (packet[0] !== RESPONSE && packet[0] !== TRANSPORT) continue;
-      const receiver = this.#honestAt.get(addrText(to));
+      const receiver = this.#honestAt.get(formatHostPort(to));
       if (receiver && !this.shareGroup(genuine, receiver)) {
         this.#fail("isolation", `${genuine}'s packet reached ${receiver}: ${what()}`);
       }
@@ -415,8 +411,8 @@ export class RelayMonitor {
     if (packet[0] !== INITIATION || mac1At(packet) < 0) return;
     for (const h of this.#honest.values()) {
       if (!h.located || now - h.lastLive > LIVE_MS || !this.#names(packet, h.info)) continue;
-      const home = addrText(h.located);
-      const to = deliveries.map((d) => addrText(d.to));
+      const home = formatHostPort(h.located);
+      const to = deliveries.map((d) => formatHostPort(d.to));
       if (to.length !== 1 || to[0] !== home) {
         this.#fail(
           "location",
@@ -462,8 +458,8 @@ export function messageId(message: Uint8Array): string {
 /** One line about a packet and what became of it. */
 export function describe(packet: Uint8Array, from: string, o: Observed): string {
   const type = ["?", "initiation", "response", "cookie-reply", "transport"][packet[0]] ?? "?";
-  const index = packet.length >= 8 ? getU32(packet, 4).toString(16) : "-";
-  const to = o.deliveries.map((d) => addrText(d.to)).join(",");
+  const index = packet.length >= 8 ? readU32(packet, 4).toString(16) : "-";
+  const to = o.deliveries.map((d) => formatHostPort(d.to)).join(",");
   return `${packet.length}-byte ${type} (index ${index}) from ${from} -> ${o.action}` +
     (o.reason ? ` (${o.reason})` : "") + (to ? ` to ${to}` : "");
 }

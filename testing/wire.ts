@@ -8,6 +8,7 @@
 
 import { blake2s } from "@noble/hashes/blake2.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { writeU32 } from "../lib/wire/bytes.ts";
 
 /** Decodes lowercase hex. */
 export function fromHex(hex: string): Uint8Array {
@@ -34,14 +35,8 @@ function labelled(label: string, publicKey: string): Uint8Array {
   return blake2s(input);
 }
 
-function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  new DataView(bytes.buffer, bytes.byteOffset).setUint32(offset, value, true);
-}
-
-/** Reads a little-endian uint32. */
-export function readU32(bytes: Uint8Array, offset: number): number {
-  return new DataView(bytes.buffer, bytes.byteOffset).getUint32(offset, true);
-}
+/** The bridge's own little-endian uint32 reader, here so a packet-building test needs one import. */
+export { readU32 } from "../lib/wire/bytes.ts";
 
 /** Computes and writes mac1 (for `receiverKey`) and, if given, mac2 under `cookie`. */
 export function seal(message: Uint8Array, receiverKey: string, cookie?: Uint8Array): Uint8Array {

@@ -36,6 +36,7 @@
  */
 
 import { freePort } from "../../testing/free_port.ts";
+import type { Result } from "../../lib/result.ts";
 import { median } from "../figures.ts";
 import { forwardingCases } from "./forwarding.ts";
 import { GOALS, verdict } from "../goals.ts";
@@ -78,7 +79,7 @@ export const FAITHFUL_PATCH: { find: string; replace: string }[] = [
 export function applyPatch(
   source: string,
   patch: { find: string; replace: string }[],
-): { ok: true; value: string } | { ok: false; error: string } {
+): Result<{ text: string }> {
   let text = source;
   for (const [i, edit] of patch.entries()) {
     const at = text.indexOf(edit.find);
@@ -87,7 +88,7 @@ export function applyPatch(
     }
     text = text.slice(0, at) + edit.replace + text.slice(at + edit.find.length);
   }
-  return { ok: true, value: text };
+  return { ok: true, text };
 }
 
 /** Runs `make` in `dir` into `out`; undefined, or the last line of what went wrong. */
@@ -112,7 +113,7 @@ async function buildFaithful(source: string, out: string): Promise<{ wgload: str
   }
   const patched = applyPatch(await Deno.readTextFile(`${dir}/wgload.c`), FAITHFUL_PATCH);
   if (!patched.ok) return patched.error;
-  await Deno.writeTextFile(`${dir}/wgload.c`, patched.value);
+  await Deno.writeTextFile(`${dir}/wgload.c`, patched.text);
   const why = await make(dir, out);
   return why === undefined ? { wgload: `${out}/wgload` } : `building the copy failed: ${why}`;
 }

@@ -18,6 +18,8 @@ import { MAX_DATAGRAM_SIZE, MESSAGE_COOKIE_REPLY_SIZE } from "../../lib/wire/con
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay, RelayDecision } from "../../lib/relay/relay.ts";
+import { errorText } from "../../lib/error_text.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 import {
   type BindAddress,
   BindError,
@@ -25,14 +27,6 @@ import {
   type SocketNames,
   socketNames,
 } from "../datapath.ts";
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
-function labelOf(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 /**
  * Binds the given addresses, or by default `[::]` (dual-stack on Linux: it also receives IPv4,
@@ -44,7 +38,7 @@ export function bindDenoUdp(addresses: BindAddress[], port: number, logger: Logg
   const sockets: Socket[] = [];
   const open = (host: string, p: number) => {
     const conn = Deno.listenDatagram({ transport: "udp", hostname: host, port: p });
-    sockets.push({ conn, label: labelOf(host, p) });
+    sockets.push({ conn, label: formatHostPort({ host, port: p }) });
   };
   try {
     if (addresses.length > 0) {

@@ -11,6 +11,7 @@ import {
   resolveSettings,
   type SettingsLayer,
 } from "../../lib/config/settings.ts";
+import { errorText } from "../../lib/error_text.ts";
 
 /**
  * Reads `path` (when given), validates it and merges `flags` over it. Every failure is one line
@@ -28,10 +29,8 @@ export async function loadSettings(
     const why = e instanceof Deno.errors.NotFound
       ? "no such file"
       : e instanceof Deno.errors.PermissionDenied || e instanceof Deno.errors.NotCapable
-      ? `permission denied (${(e as Error).message.split("\n")[0]})`
-      : e instanceof Error
-      ? e.message.split("\n")[0]
-      : String(e);
+      ? `permission denied (${errorText(e)})`
+      : errorText(e);
     return { ok: false, error: `${path}: cannot read: ${why}` };
   }
   const parsed = parseConfig(text, path);

@@ -21,6 +21,7 @@ import type { SocketNames } from "../datapath.ts";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay } from "../../lib/relay/relay.ts";
 import { decodeSnapshot, encodeSnapshot } from "../../lib/persist/format.ts";
+import { errorText } from "../../lib/error_text.ts";
 
 /** Between periodic writes: a kill -9 loses the tunnels made in at most this long. */
 export const STATE_INTERVAL_MS = 10_000;
@@ -39,9 +40,9 @@ export function maxStateFileSize(relay: Relay): number {
 /** Names no socket: replies to restored addresses leave from the socket a packet came in on. */
 export const NO_SOCKET_NAMES: SocketNames = { labelOf: () => "", viaFor: () => undefined };
 
-function errorText(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "no such file or directory";
-  return (e instanceof Error ? e.message : String(e)).split("\n")[0];
+/** What went wrong with the state file, in the words of its log lines. */
+function fileErrorText(e: unknown): string {
+  return e instanceof Deno.errors.NotFound ? "no such file or directory" : errorText(e);
 }
 
 /**
@@ -67,7 +68,10 @@ export async function restoreStateFile(
       // Expected on a first start, but also what a wiped state directory looks like.
       return logger.log("warn", `state file ${path}: none yet (first start?); starting clean`);
     }
-    return logger.log("warn", `state file ${path}: cannot read (${errorText(e)}); starting clean`);
+    return logger.log(
+      "warn",
+      `state file ${path}: cannot read (${fileErrorText(e)}); starting clean`,
+    );
   }
   const decoded = decodeSnapshot(bytes);
   if (!decoded.ok) {
@@ -165,7 +169,7 @@ export class StateWriter {
       this.#disabled = true;
       this.logger.log(
         "warn",
-        `state file ${this.path}: cannot write (${errorText(e)}); running without one: ` +
+        `state file ${this.path}: cannot write (${fileErrorText(e)}); running without one: ` +
           `a restart will drop every tunnel`,
       );
       return false;
@@ -199,7 +203,7 @@ export class StateWriter {
       const ms = performance.now() - started;
       this.logger.log("info", `state saved to ${this.path} (${size} bytes, ${ms.toFixed(0)} ms)`);
     } catch (e) {
-      this.logger.log("error", `state file ${this.path}: cannot write (${errorText(e)})`);
+      this.logger.log("error", `state file ${this.path}: cannot write (${fileErrorText(e)})`);
     }
   }
 
@@ -212,7 +216,7 @@ export class StateWriter {
   #warnOnce(e: unknown): void {
     if (this.#failed) return;
     this.#failed = true;
-    this.logger.log("warn", `state file ${this.path}: cannot write (${errorText(e)})`);
+    this.logger.log("warn", `state file ${this.path}: cannot write (${fileErrorText(e)})`);
   }
 }
 

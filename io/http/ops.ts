@@ -12,11 +12,12 @@
  * @module
  */
 
-import { formatHostPort, type HostPort } from "../../lib/config/address.ts";
+import { formatHostPort, type HostPort } from "../../lib/host_port.ts";
 import { METRICS_CONTENT_TYPE } from "../../lib/observe/metrics.ts";
 import { parseSessionLimit, type Status, type StatusBuilder } from "../../lib/observe/status.ts";
 import { TimeBudget } from "../../lib/observe/time_budget.ts";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits, serveHttp } from "./server.ts";
+import { errorText } from "../../lib/error_text.ts";
 
 /**
  * The share of the thread (which is the datapath's) that /status may take, whatever the request
@@ -128,11 +129,7 @@ export function serveOps(
   try {
     listener = Deno.listen({ hostname: address.host, port: address.port, transport: "tcp" });
   } catch (e) {
-    const why = e instanceof Deno.errors.AddrInUse
-      ? "address already in use"
-      : e instanceof Error
-      ? e.message
-      : String(e);
+    const why = e instanceof Deno.errors.AddrInUse ? "address already in use" : errorText(e);
     throw new HttpBindError(`--metrics-listen ${formatHostPort(address)}: cannot listen: ${why}`);
   }
   const budget = new TimeBudget(STATUS_MAX_SHARE, STATUS_BURST_MS, performance.now());
@@ -159,7 +156,7 @@ export async function fetchStatus(
   try {
     response = await fetch(url, { signal: AbortSignal.timeout(5000) });
   } catch (e) {
-    const why = e instanceof Error ? e.message.split("\n")[0] : String(e);
+    const why = errorText(e);
     throw new Error(`cannot reach ${url} (is the bridge running with --metrics-listen?): ${why}`);
   }
   if (!response.ok) {

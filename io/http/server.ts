@@ -20,6 +20,7 @@
  */
 
 import { MAX_REQUEST_HEAD_BYTES, parseRequestHead } from "../../lib/observe/http_request.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 
 /** Time and number bounds of the listener's connections. */
 export interface HttpLimits {
@@ -155,8 +156,7 @@ export function serveHttp(
   limits: HttpLimits = DEFAULT_HTTP_LIMITS,
 ): HttpServer {
   const addr = listener.addr as Deno.NetAddr;
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const origin = `http://${host}:${addr.port}`;
+  const origin = `http://${formatHostPort({ host: addr.hostname, port: addr.port })}`;
   // Insertion order is accept order: the first entry is the oldest connection.
   const open = new Map<Deno.Conn, Promise<void>>();
   let closed = false;

@@ -35,7 +35,9 @@ import {
   SOCK_NONBLOCK,
   SOL_SOCKET,
 } from "./libc.ts";
-import { labelOf, LinuxSocket } from "./socket.ts";
+import { LinuxSocket } from "./socket.ts";
+import { errorText } from "../../lib/error_text.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 import {
   AF_INET,
   AF_INET6,
@@ -47,10 +49,6 @@ import {
 
 /** Default socket buffer size asked for, each way (the C reference uses the same). */
 export const DEFAULT_SOCKET_BUFFER = 4 << 20;
-
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
 
 /** A failed call, with its errno: some are told apart (port in use, no IPv6). */
 class Errno extends Error {
@@ -138,7 +136,9 @@ function openSocket(to: Opening, host: string, port: number, v6Only: boolean): n
     const bound = new Uint32Array([SOCKADDR_IN6_SIZE]);
     fn.getsockname(fd, address, new Uint8Array(bound.buffer));
     const boundPort = (address[2] << 8) | address[3];
-    sockets.push(new LinuxSocket(fd, family, labelOf(host, boundPort), sockets.length));
+    sockets.push(
+      new LinuxSocket(fd, family, formatHostPort({ host, port: boundPort }), sockets.length),
+    );
     return boundPort;
   } catch (e) {
     fn.close(fd);
@@ -222,7 +222,7 @@ export function adoptSockets(
     // Replies leave from the address each datagram came to, as on sockets of our own.
     if (family === AF_INET6) setInt(libc, fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1);
     setInt(libc, fd, IPPROTO_IP, IP_PKTINFO, 1);
-    return new LinuxSocket(fd, family, labelOf(host, port), index);
+    return new LinuxSocket(fd, family, formatHostPort({ host, port }), index);
   });
   logger.log("info", `adopted ${sockets.length} inherited socket(s) (socket activation)`);
   return sockets;

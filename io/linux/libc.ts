@@ -10,6 +10,9 @@
  * @module
  */
 
+import type { Result } from "../../lib/result.ts";
+import { errorText } from "../../lib/error_text.ts";
+
 /** `SOCK_DGRAM`. */
 export const SOCK_DGRAM = 2;
 /** `SOCK_NONBLOCK`: every call on the socket returns at once; waits go through `poll`. */
@@ -120,27 +123,27 @@ export function linuxDatapathUnsupported(): string | undefined {
 }
 
 /** Loads libc, or explains why not. Never prompts for a permission. */
-export function openLibc(): Libc | string {
+export function openLibc(): Result<{ libc: Libc }> {
   const unsupported = linuxDatapathUnsupported();
-  if (unsupported) return unsupported;
+  if (unsupported) return { ok: false, error: unsupported };
   let lastError = "";
   for (const path of LIBC_NAMES) {
     let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
     try {
       lib = Deno.dlopen(path, SYMBOLS);
     } catch (e) {
-      lastError = e instanceof Error ? e.message : String(e);
+      lastError = errorText(e);
       continue;
     }
     const fn = lib.symbols;
     const location = fn.__errno_location();
     if (location === null) {
       lib.close();
-      return "libc has no errno location";
+      return { ok: false, error: "libc has no errno location" };
     }
     // errno is per thread; this view is of the calling (main) thread's, which does the I/O.
     const errnoView = new Deno.UnsafePointerView(location);
-    return {
+    const libc: Libc = {
       path,
       fn,
       errno: () => errnoView.getInt32(0),
@@ -150,6 +153,7 @@ export function openLibc(): Libc | string {
       },
       close: () => lib.close(),
     };
+    return { ok: true, libc };
   }
-  return `cannot load libc (${lastError})`;
+  return { ok: false, error: `cannot load libc (${lastError})` };
 }

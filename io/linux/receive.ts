@@ -27,7 +27,8 @@ import {
   SOCKADDR_SLOT,
 } from "./sockaddr.ts";
 import type { Sender } from "./send.ts";
-import { BATCH, labelOf, type LinuxSocket, SLOT } from "./socket.ts";
+import { BATCH, type LinuxSocket, SLOT } from "./socket.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 
 // An IPv4-mapped IPv6 address's third word (bytes 8..11 = 00 00 ff ff) read little-endian.
 const MAPPED_WORD = -65536;
@@ -122,7 +123,7 @@ export class Receiver {
       } else if (d.action === "reply") {
         this.#sender.queue(s, s, d.payload, undefined, i, local);
       } else if (this.#debug) {
-        this.#log(`dropped ${length} bytes from ${labelOf(host, port)}: ${d.reason}`);
+        this.#log(`dropped ${length} bytes from ${formatHostPort({ host, port })}: ${d.reason}`);
       }
     }
     for (let i = 0; i < this.#sockets.length; i++) this.#sender.flush(this.#sockets[i]);

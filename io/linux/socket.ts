@@ -37,11 +37,6 @@ export const TX_ARENA = 64 * 1024;
 /** Control bytes per sent message: the local address's PKTINFO, then UDP_SEGMENT. */
 export const SEND_CONTROL = PKTINFO_CONTROL_MAX + GSO_CONTROL;
 
-/** `host:port` as the logs show it, IPv6 in brackets. */
-export function labelOf(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 /** One bound socket with its receive and send arrays. */
 export class LinuxSocket {
   /** The socket's file descriptor. */

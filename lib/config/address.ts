@@ -7,21 +7,15 @@
  * @module
  */
 
-/** An IP address and a port. */
-export interface HostPort {
-  /** IPv4 or IPv6 literal, without brackets. */
-  host: string;
-  /** UDP or TCP port, 1-65535. */
-  port: number;
-}
+import type { HostPort } from "../host_port.ts";
+import type { Result } from "../result.ts";
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 
 /** Parses a port: a whole number from 1 to 65535. */
-export function parsePort(text: string): number | undefined {
-  if (!/^[0-9]{1,5}$/.test(text)) return undefined;
-  const port = Number(text);
-  return port >= 1 && port <= 65535 ? port : undefined;
+export function parsePort(text: string): Result<{ port: number }> {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : 0;
+  return port >= 1 && port <= 65535 ? { ok: true, port } : { ok: false, error: "want 1-65535" };
 }
 
 /** Whether `host` is an IPv4 or IPv6 literal (IPv6 without brackets). */
@@ -34,10 +28,13 @@ export function isIpLiteral(host: string): boolean {
 
 /**
  * Parses `ADDR`, `ADDR:PORT`, `[ADDR6]` or `[ADDR6]:PORT`. Without a port, `defaultPort` is
- * used, or, when it is undefined, the port is required. Returns what is wrong, in words that
- * read well after the address (`"x": not an IP address`).
+ * used, or, when it is undefined, the port is required. The error says what is wrong, in words
+ * that read well after the address (`"x": not an IP address`).
  */
-export function parseHostPort(text: string, defaultPort?: number): HostPort | string {
+export function parseHostPort(
+  text: string,
+  defaultPort?: number,
+): Result<{ address: HostPort }> {
   let host = text;
   let portText: string | undefined;
   const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(text);
@@ -47,19 +44,14 @@ export function parseHostPort(text: string, defaultPort?: number): HostPort | st
   } else if ((text.match(/:/g) ?? []).length === 1) {
     [host, portText] = text.split(":");
   }
-  if (!isIpLiteral(host)) return "not an IP address";
+  if (!isIpLiteral(host)) return { ok: false, error: "not an IP address" };
   if (portText === undefined) {
     return defaultPort === undefined
-      ? "no port (want ADDR:PORT or [ADDR6]:PORT)"
-      : { host, port: defaultPort };
+      ? { ok: false, error: "no port (want ADDR:PORT or [ADDR6]:PORT)" }
+      : { ok: true, address: { host, port: defaultPort } };
   }
   const port = parsePort(portText);
-  return port === undefined ? `bad port "${portText}" (want 1-65535)` : { host, port };
-}
-
-/** Writes an address back as `ADDR:PORT` or `[ADDR6]:PORT`. */
-export function formatHostPort(address: HostPort): string {
-  return address.host.includes(":")
-    ? `[${address.host}]:${address.port}`
-    : `${address.host}:${address.port}`;
+  return port.ok
+    ? { ok: true, address: { host, port: port.port } }
+    : { ok: false, error: `bad port "${portText}" (${port.error})` };
 }

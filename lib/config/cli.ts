@@ -26,14 +26,18 @@ import {
   MAX_STATUS_SESSIONS,
   parseSessionLimit,
 } from "../observe/status.ts";
+import type { Result } from "../result.ts";
+import { errorText } from "../error_text.ts";
 
 export { LOG_LEVELS, type LogLevel } from "../observe/log.ts";
 export type { ServerOptions } from "./settings.ts";
 
-/** What the command line asks for. */
-export type CliResult =
+/** What the command line asks for, or why it cannot be read. */
+export type CliResult = Result<CliCommand>;
+
+/** A command the command line can ask for. */
+export type CliCommand =
   | {
-    ok: true;
     /** `run` the bridge, or `check` the settings and print what they enforce. */
     command: "run" | "check";
     /** `--config`, if given. */
@@ -42,7 +46,6 @@ export type CliResult =
     flags: SettingsLayer;
   }
   | {
-    ok: true;
     /** Ask a running bridge for its sessions over its metrics listener. */
     command: "status";
     /** `--config`, to find the metrics listener in. */
@@ -54,8 +57,7 @@ export type CliResult =
     /** `--sessions`: how many sessions to list (the bridge's default when absent). */
     sessions?: number;
   }
-  | { ok: true; command: "help" | "version" }
-  | { ok: false; error: string };
+  | { command: "help" | "version" };
 
 const d = DEFAULT_RELAY_OPTIONS;
 const b = LIMIT_BOUNDS;
@@ -113,8 +115,7 @@ export function parseCommandLine(args: string[]): CliResult {
   } catch (e) {
     if (e instanceof CliError) return { ok: false, error: e.message };
     // parseArgs reports unknown or malformed flags as TypeErrors with a readable message.
-    const message = (e as Error).message ?? String(e);
-    return { ok: false, error: message.split(/\. |\n/)[0].replace(/^Unknown/, "unknown") };
+    return { ok: false, error: errorText(e).split(". ")[0].replace(/^Unknown/, "unknown") };
   }
 }
 
@@ -191,14 +192,15 @@ function parseOrThrow(args: string[]): CliResult {
 
   const flags: SettingsLayer = {};
   if (values.port !== undefined) {
-    flags.port = parsePort(values.port);
-    if (flags.port === undefined) throw new CliError(`--port "${values.port}": want 1-65535`);
+    const parsed = parsePort(values.port);
+    if (!parsed.ok) throw new CliError(`--port "${values.port}": ${parsed.error}`);
+    flags.port = parsed.port;
   }
   if (values.listen !== undefined) {
     for (const text of values.listen) {
       // Checked now for a prompt error; the port is applied when merged with the file's.
       const parsed = parseHostPort(text, 1);
-      if (typeof parsed === "string") throw new CliError(`--listen "${text}": ${parsed}`);
+      if (!parsed.ok) throw new CliError(`--listen "${text}": ${parsed.error}`);
     }
     flags.listen = values.listen;
   }
@@ -220,8 +222,8 @@ function parseOrThrow(args: string[]): CliResult {
   if (metrics === "off") flags.metricsListen = null;
   else if (metrics !== undefined) {
     const parsed = parseHostPort(metrics);
-    if (typeof parsed === "string") throw new CliError(`--metrics-listen "${metrics}": ${parsed}`);
-    flags.metricsListen = parsed;
+    if (!parsed.ok) throw new CliError(`--metrics-listen "${metrics}": ${parsed.error}`);
+    flags.metricsListen = parsed.address;
   }
   if (values.datapath !== undefined) {
     flags.datapath = oneOf<Datapath>("datapath", values.datapath, DATAPATHS);

@@ -35,11 +35,12 @@ import { LIMIT_BOUNDS } from "./limit_bounds.ts";
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "../observe/log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "../relay/relay.ts";
 import { MAX_SUMMARY_INTERVAL_S, type SettingsLayer } from "./settings.ts";
+import type { Result } from "../result.ts";
 
 export { MAX_NAME_LENGTH } from "./values.ts";
 
 /** The outcome of reading a config file. */
-export type ConfigResult = { ok: true; settings: SettingsLayer } | { ok: false; error: string };
+export type ConfigResult = Result<{ settings: SettingsLayer }>;
 
 /**
  * Parses and validates a config file's text. `fileName` starts every error line. Never
@@ -80,7 +81,7 @@ function readSettings(json: Json): SettingsLayer {
       const text = string(entry, `listen[${i}]`);
       // The port may come from a flag, so any valid one stands in for it here.
       const parsed = parseHostPort(text, 1);
-      if (typeof parsed === "string") throw new ConfigError(`listen[${i}]`, `"${text}": ${parsed}`);
+      if (!parsed.ok) throw new ConfigError(`listen[${i}]`, `"${text}": ${parsed.error}`);
       return text;
     });
   }
@@ -117,10 +118,8 @@ function readSettings(json: Json): SettingsLayer {
     else if (metrics.listen !== undefined) {
       const text = string(metrics.listen, "metrics.listen");
       const parsed = parseHostPort(text);
-      if (typeof parsed === "string") {
-        throw new ConfigError("metrics.listen", `"${text}": ${parsed}`);
-      }
-      settings.metricsListen = parsed;
+      if (!parsed.ok) throw new ConfigError("metrics.listen", `"${text}": ${parsed.error}`);
+      settings.metricsListen = parsed.address;
     }
   }
   if (top.stateFile === null) settings.stateFile = null;

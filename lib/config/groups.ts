@@ -84,6 +84,6 @@ function readKey(item: Json, at: string): KeySpec {
   }
   const keyPath = typeof item === "string" ? at : `${at}.key`;
   const decoded = decodePublicKey(text);
-  if (!decoded.ok) throw new ConfigError(keyPath, `"${text}" is ${decoded.reason}`);
+  if (!decoded.ok) throw new ConfigError(keyPath, `"${text}" is ${decoded.error}`);
   return label === undefined ? { key: text } : { key: text, label };
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { errorText } from "../error_text.ts";
+
 /** The line and column (both from 1) of character `offset` in `text`. */
 export function lineAndColumn(text: string, offset: number): { line: number; column: number } {
   const before = text.slice(0, Math.max(0, offset));
@@ -18,7 +20,7 @@ export function lineAndColumn(text: string, offset: number): { line: number; col
  * the line and column. Messages without a position (end of input) are returned as they are.
  */
 export function locateJsonError(text: string, error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorText(error);
   const at = /\s*(?:in JSON )?at position (\d+)(?: \(line \d+ column \d+\))?/.exec(message);
   if (!at) return message;
   const { line, column } = lineAndColumn(text, Number(at[1]));

@@ -10,10 +10,12 @@
  * @module
  */
 
-import { formatHostPort, type HostPort, parseHostPort } from "./address.ts";
+import { parseHostPort } from "./address.ts";
+import { formatHostPort, type HostPort } from "../host_port.ts";
 import type { GroupSpec, KeyRegistry } from "../peers/keys.ts";
 import type { LogFormat, LogLevel } from "../observe/log.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions } from "../relay/relay.ts";
+import type { Result } from "../result.ts";
 
 /** The UDP port WireGuard uses by convention, and the bridge by default. */
 export const DEFAULT_PORT = 51820;
@@ -78,7 +80,7 @@ export interface ServerOptions {
 }
 
 /** The outcome of merging layers. */
-export type ResolveResult = { ok: true; options: ServerOptions } | { ok: false; error: string };
+export type ResolveResult = Result<{ options: ServerOptions }>;
 
 /**
  * Merges `flags` over `file` over the defaults. `fileName` names the file in errors. Groups
@@ -111,10 +113,8 @@ export function resolveSettings(
   const listen: HostPort[] = [];
   for (const text of flags.listen ?? f.listen ?? []) {
     const parsed = parseHostPort(text, port);
-    if (typeof parsed === "string") {
-      return { ok: false, error: `${listenSource} "${text}": ${parsed}` };
-    }
-    listen.push(parsed);
+    if (!parsed.ok) return { ok: false, error: `${listenSource} "${text}": ${parsed.error}` };
+    listen.push(parsed.address);
   }
   const metricsListen = flags.metricsListen !== undefined ? flags.metricsListen : f.metricsListen;
   return {

@@ -22,10 +22,12 @@
  * @module
  */
 
-import { type Endpoint, formatEndpoint } from "../peers/endpoints.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
+import { formatHostPort } from "../host_port.ts";
 import type { IndexTable } from "../relay/index_table.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { TopK } from "./top_k.ts";
+import type { Result } from "../result.ts";
 
 /** Sessions listed when the request does not say: enough for a terminal, cheap to send. */
 export const DEFAULT_STATUS_SESSIONS = 100;
@@ -165,7 +167,7 @@ function side(table: IndexTable, side: number, now: number): StatusSide {
   return {
     name: key.name,
     publicKey: key.base64,
-    endpoint: formatEndpoint(table.endpointOf(side)),
+    endpoint: formatHostPort(table.endpointOf(side)),
     lastPacketSecondsAgo: seconds(now - table.lastSeenOf(side)),
   };
 }
@@ -232,7 +234,7 @@ export class StatusBuilder {
         name: key.name,
         publicKey: key.base64,
         groups: key.groups.map((g) => registry.groups[g].name),
-        endpoint: endpoint ? formatEndpoint(endpoint) : null,
+        endpoint: endpoint ? formatHostPort(endpoint) : null,
         sessions: totals.sessions[key.id],
         latestHandshakeSecondsAgo: endpoint ? seconds(now - totals.newest[key.id]) : null,
         receivedBytes: totals.received[key.id],
@@ -268,7 +270,7 @@ export function buildStatus(input: StatusInput): Status {
 }
 
 /** The outcome of reading the `sessions` query parameter. */
-export type SessionLimitResult = { ok: true; limit: number } | { ok: false; error: string };
+export type SessionLimitResult = Result<{ limit: number }>;
 
 /**
  * Reads `?sessions=N` (absent: {@link DEFAULT_STATUS_SESSIONS}). Refuses anything but a whole

@@ -260,10 +260,3 @@ export function samePrefix(a: Endpoint, b: Endpoint): boolean {
 export function keepEndpoint(endpoint: Endpoint, until: number): void {
   if (endpoint.keepUntil < until) endpoint.keepUntil = until;
 }
-
-/** Formats an endpoint as `host:port`, IPv6 in brackets, as `wg` prints endpoints. */
-export function formatEndpoint(endpoint: { host: string; port: number }): string {
-  return endpoint.host.includes(":")
-    ? `[${endpoint.host}]:${endpoint.port}`
-    : `${endpoint.host}:${endpoint.port}`;
-}

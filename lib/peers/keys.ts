@@ -6,6 +6,7 @@
 
 import { KEY_SIZE } from "../wire/constants.ts";
 import { type Mac1Key, makeMac1Key } from "../wire/mac.ts";
+import type { Result } from "../result.ts";
 
 /** A key as the admin wrote it: base64 text and an optional label. */
 export interface KeySpec {
@@ -52,7 +53,7 @@ export interface Group {
 }
 
 /** The outcome of decoding one key. */
-export type DecodeKeyResult = { ok: true; key: Uint8Array } | { ok: false; reason: string };
+export type DecodeKeyResult = Result<{ key: Uint8Array }>;
 
 const BASE64_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
@@ -63,7 +64,7 @@ const BASE64_KEY = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
  */
 export function decodePublicKey(text: string): DecodeKeyResult {
   if (!BASE64_KEY.test(text)) {
-    return { ok: false, reason: `not a ${KEY_SIZE}-byte base64 key (want 44 characters)` };
+    return { ok: false, error: `not a ${KEY_SIZE}-byte base64 key (want 44 characters)` };
   }
   const binary = atob(text);
   const key = new Uint8Array(KEY_SIZE);
@@ -90,10 +91,7 @@ export class KeyRegistry {
    * A key listed in several groups becomes one {@link PeerKey} that belongs to all of them; two
    * different labels for one key are refused, since logs would otherwise lie about one of them.
    */
-  static build(specs: GroupSpec[]): { ok: true; registry: KeyRegistry } | {
-    ok: false;
-    error: string;
-  } {
+  static build(specs: GroupSpec[]): Result<{ registry: KeyRegistry }> {
     const keys: { -readonly [K in keyof PeerKey]: PeerKey[K] }[] = [];
     const groups: Group[] = [];
     const byBase64 = new Map<string, PeerKey>();
@@ -102,7 +100,7 @@ export class KeyRegistry {
       for (const { key: text, label } of spec.keys) {
         const decoded = decodePublicKey(text);
         if (!decoded.ok) {
-          return { ok: false, error: `group ${spec.name}: key "${text}" is ${decoded.reason}` };
+          return { ok: false, error: `group ${spec.name}: key "${text}" is ${decoded.error}` };
         }
         let peer = keys[byBase64.get(text)?.id ?? -1];
         if (!peer) {

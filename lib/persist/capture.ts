@@ -28,23 +28,21 @@ import { KEY_ADDRESS_TTL_MS } from "../peers/key_directory.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import type { RelayState } from "../relay/state.ts";
 import { ENDPOINT_FIELDS, type Snapshot, type SnapshotSource } from "./format.ts";
+import type { Result } from "../result.ts";
 
 /** What a restore did, or why it did nothing. */
-export type RestoreOutcome =
-  | { ok: false; error: string }
-  | {
-    ok: true;
-    /** How long ago the snapshot was written (ms, wall clock). */
-    age: number;
-    /** Sessions restored. */
-    sessions: number;
-    /** Sessions dropped: a key no longer configured, or the two keys share no group now. */
-    dropped: number;
-    /** Sessions past their time, or that did not fit (limits lowered, index taken). */
-    expired: number;
-    /** Key locations restored. */
-    locations: number;
-  };
+export type RestoreOutcome = Result<{
+  /** How long ago the snapshot was written (ms, wall clock). */
+  age: number;
+  /** Sessions restored. */
+  sessions: number;
+  /** Sessions dropped: a key no longer configured, or the two keys share no group now. */
+  dropped: number;
+  /** Sessions past their time, or that did not fit (limits lowered, index taken). */
+  expired: number;
+  /** Key locations restored. */
+  locations: number;
+}>;
 
 /**
  * Everything a snapshot keeps, at monotonic time `now` and wall time `wallTime`. What runs at

@@ -39,6 +39,8 @@ import { type Endpoint, normalizeHost } from "../peers/endpoints.ts";
 import { SESSION_TTL_MS, type SessionColumns, sessionColumns } from "../relay/index_table.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { KEY_SIZE, REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
+import type { Result } from "../result.ts";
+import { errorText } from "../error_text.ts";
 
 /** The first 8 bytes of every state file. */
 export const SNAPSHOT_MAGIC = "WGBSTATE";
@@ -191,7 +193,7 @@ export interface Snapshot {
 }
 
 /** The outcome of decoding. */
-export type DecodeSnapshotResult = { ok: true; snapshot: Snapshot } | { ok: false; error: string };
+export type DecodeSnapshotResult = Result<{ snapshot: Snapshot }>;
 
 // ---- encoding -------------------------------------------------------------------------------
 
@@ -516,7 +518,7 @@ export function decodeSnapshot(bytes: Uint8Array): DecodeSnapshotResult {
     return { ok: true, snapshot: decodeOrThrow(bytes) };
   } catch (e) {
     if (e instanceof Corrupt) return { ok: false, error: e.message };
-    return { ok: false, error: `unreadable (${e instanceof Error ? e.message : String(e)})` };
+    return { ok: false, error: `unreadable (${errorText(e)})` };
   }
 }
 

@@ -23,18 +23,13 @@ import {
   OFFSET_RESPONSE_RECEIVER_INDEX,
   OFFSET_SENDER_INDEX,
 } from "../wire/constants.ts";
-import {
-  type Endpoint,
-  formatEndpoint,
-  ipv6Prefix64,
-  keepEndpoint,
-  normalizeHost,
-} from "../peers/endpoints.ts";
+import { type Endpoint, ipv6Prefix64, keepEndpoint, normalizeHost } from "../peers/endpoints.ts";
+import { formatHostPort } from "../host_port.ts";
 import { HOLD_MS } from "./first_contact.ts";
 import { PENDING_TTL_MS, type PendingHandshake } from "./index_table.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { mac1Offset, writeMac1 } from "../wire/mac.ts";
-import { readU32, writeU32 } from "../wire/messages.ts";
+import { readU32, writeU32 } from "../wire/bytes.ts";
 import { resealCookieReply } from "../wire/cookie.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { describeSideOf, PROOF_RENEW_MS, type RelayDecision, type RelayState } from "./state.ts";
@@ -256,7 +251,7 @@ function forwardInitiation(
     state.events.push({
       type: "handshake-forwarded",
       index: pending.index,
-      from: formatEndpoint(initiator),
+      from: formatHostPort(initiator),
       target: target.name,
       copies: count,
       directed,
@@ -324,7 +319,7 @@ function challenge(
   if (state.recordEvents) {
     state.events.push({
       type: "cookie-sent",
-      to: formatEndpoint({ host: normalizeHost(host), port }),
+      to: formatHostPort({ host: normalizeHost(host), port }),
       target: named.name,
     });
   }

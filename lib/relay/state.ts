@@ -19,10 +19,10 @@ import { CookieChecker, type RandomSource } from "../wire/cookie.ts";
 import {
   type Endpoint,
   EndpointTable,
-  formatEndpoint,
   MAX_CREDIT_BYTES,
   MAX_CREDIT_PACKETS,
 } from "../peers/endpoints.ts";
+import { formatHostPort } from "../host_port.ts";
 import type { RelayEvent } from "./events.ts";
 import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
 import { KeyDirectory } from "../peers/key_directory.ts";
@@ -113,7 +113,7 @@ export class RelayDecision {
 
 /** A session side as events show it. */
 export function describeSide(side: SessionSide) {
-  return { index: side.index, key: side.key.name, endpoint: formatEndpoint(side.endpoint) };
+  return { index: side.index, key: side.key.name, endpoint: formatHostPort(side.endpoint) };
 }
 
 /** {@link describeSide} for a side of the table by number (builds no session objects). */
@@ -121,7 +121,7 @@ export function describeSideOf(table: IndexTable, side: number) {
   return {
     index: table.indexOf(side),
     key: table.keyOf(side).name,
-    endpoint: formatEndpoint(table.endpointOf(side)),
+    endpoint: formatHostPort(table.endpointOf(side)),
   };
 }
 

@@ -13,8 +13,9 @@ import {
   OFFSET_COUNTER,
   OFFSET_RECEIVER_INDEX,
 } from "../wire/constants.ts";
-import { formatEndpoint, normalizeHost, samePrefix } from "../peers/endpoints.ts";
-import { readU32, writeU32 } from "../wire/messages.ts";
+import { normalizeHost, samePrefix } from "../peers/endpoints.ts";
+import { formatHostPort } from "../host_port.ts";
+import { readU32, writeU32 } from "../wire/bytes.ts";
 import { describeSideOf, type RelayDecision, type RelayState } from "./state.ts";
 import type { DropReason } from "./stats.ts";
 
@@ -137,7 +138,7 @@ function roam(
     state.events.push({
       type: "session-roamed",
       side: describeSideOf(table, from),
-      from: formatEndpoint(previous),
+      from: formatHostPort(previous),
     });
   }
   return undefined;

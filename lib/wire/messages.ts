@@ -3,9 +3,10 @@
  *
  * Every byte here comes from the network and may be chosen by an attacker, so nothing in this
  * file throws on input: the type and the exact length are checked before any field is read, and
- * the result is a tagged value. The relay's hot path uses {@link classifyMessage} and the
- * `read*` helpers, which allocate nothing; the `parse*` functions build objects for tests, tools
- * and log lines.
+ * the result is returned, never thrown. The relay's hot path uses {@link classifyMessage} (a
+ * type number or a reason code, no object) and `readU32`/`writeU32` from bytes.ts, which
+ * allocate nothing; the `parse*` functions return a `Result` (lib/result.ts) holding an object,
+ * for tests, tools and log lines.
  *
  * @module
  */
@@ -28,6 +29,8 @@ import {
   OFFSET_RESPONSE_RECEIVER_INDEX,
   OFFSET_SENDER_INDEX,
 } from "./constants.ts";
+import type { Result } from "../result.ts";
+import { readU32 } from "./bytes.ts";
 
 /** Why a packet was not a well-formed WireGuard message. */
 export type MalformedReason =
@@ -41,20 +44,6 @@ export type Classification =
   | typeof MESSAGE_COOKIE_REPLY_TYPE
   | typeof MESSAGE_TRANSPORT_TYPE
   | MalformedReason;
-
-/** Reads a little-endian uint32 at `offset`; the caller has checked the length. */
-export function readU32(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset] | (bytes[offset + 1] << 8) | (bytes[offset + 2] << 16) |
-    (bytes[offset + 3] << 24)) >>> 0;
-}
-
-/** Writes `value` as a little-endian uint32 at `offset`; the caller has checked the length. */
-export function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  bytes[offset] = value;
-  bytes[offset + 1] = value >>> 8;
-  bytes[offset + 2] = value >>> 16;
-  bytes[offset + 3] = value >>> 24;
-}
 
 /**
  * Reads the type field as a whole little-endian uint32 and checks the exact length for it.
@@ -132,8 +121,8 @@ export interface Transport {
 /** Any parsed message. */
 export type Message = Initiation | Response | CookieReply | Transport;
 
-/** A tagged parse result: never thrown, always returned. */
-export type ParseResult<T> = { ok: true; message: T } | { ok: false; reason: MalformedReason };
+/** A parsed message, or why the bytes are not one: never thrown, always returned. */
+export type ParseResult<T> = Result<{ message: T }, MalformedReason>;
 
 /** Parses any WireGuard message. */
 export function parseMessage(bytes: Uint8Array): ParseResult<Message> {
@@ -174,14 +163,14 @@ export function parseMessage(bytes: Uint8Array): ParseResult<Message> {
         },
       };
     default:
-      return { ok: false, reason: kind };
+      return { ok: false, error: kind };
   }
 }
 
 function parseAs<T extends Message>(bytes: Uint8Array, type: T["type"]): ParseResult<T> {
   const result = parseMessage(bytes);
   if (!result.ok) return result;
-  if (result.message.type !== type) return { ok: false, reason: "unknown-type" };
+  if (result.message.type !== type) return { ok: false, error: "unknown-type" };
   return result as ParseResult<T>;
 }
 

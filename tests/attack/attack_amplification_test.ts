@@ -17,7 +17,8 @@
 import assert from "node:assert/strict";
 import { ATTACKER, buildWorld, HOMES, VICTIMS, type World } from "../../testing/attack_world.ts";
 import { KeyHolder } from "../../testing/key_holder.ts";
-import { type Addr, addrText } from "../../testing/relay_invariants.ts";
+import type { Addr } from "../../testing/relay_invariants.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 
 const [P, Q] = [ATTACKER[0], ATTACKER[2]];
 const V = VICTIMS[0];
@@ -31,14 +32,18 @@ function setup(seed: number): { w: World; kh: KeyHolder } {
 
 /** Bytes the bridge sent to `victim`, and bytes sent to the bridge "from" it. */
 function balance(w: World, victim: Addr) {
-  const received = w.net.victims.get(addrText(victim))?.bytes ?? 0;
+  const received = w.net.victims.get(formatHostPort(victim))?.bytes ?? 0;
   const sent = w.net.monitor.ledger(victim).rxBytes;
-  return { received, sent, text: `${addrText(victim)} received ${received} B, sent ${sent} B` };
+  return {
+    received,
+    sent,
+    text: `${formatHostPort(victim)} received ${received} B, sent ${sent} B`,
+  };
 }
 
 /** Violations of the monitor whose subject is one of `victims`. */
 function violationsAbout(w: World, victims: Addr[]): string[] {
-  const names = victims.map(addrText);
+  const names = victims.map(formatHostPort);
   return w.net.monitor.violations.map((v) => v.message).filter((m) =>
     names.some((n) => m.includes(`${n} (never`))
   );
@@ -107,7 +112,9 @@ Deno.test("addresses 'proven' by forged sessions are never broadcast targets", (
   // bridge's challenge if it makes one: the attacker receives there).
   let out = kh.initiate(P, w.keys.carol, 0x8000);
   if (out.action === "reply") out = kh.initiate(P, w.keys.carol, 0x8001);
-  const hit = out.deliveries.filter((d) => victims.some((v) => addrText(v) === addrText(d.to)));
+  const hit = out.deliveries.filter((d) =>
+    victims.some((v) => formatHostPort(v) === formatHostPort(d.to))
+  );
   assert.ok(hit.length <= 1, `one initiation went out as ${hit.length} copies to victims`);
   assert.deepEqual(violationsAbout(w, victims), []);
 });

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { ATTACKER, buildWorld, HOMES } from "../../testing/attack_world.ts";
 import { KeyHolder } from "../../testing/key_holder.ts";
-import { addrText } from "../../testing/relay_invariants.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 
 const [P, Q] = [ATTACKER[0], ATTACKER[2]];
 
@@ -39,8 +39,8 @@ Deno.test("a forged session roamed onto a live peer's address does not un-locate
   }
   // alice re-handshakes with bob, as she does every two minutes: only bob may get it.
   const out = w.peers.alice.initiate(w.peers.bob);
-  const to = out.deliveries.map((d) => addrText(d.to));
-  assert.deepEqual(to, [addrText(HOMES.bob)], `alice's initiation for bob went to ${to}`);
+  const to = out.deliveries.map((d) => formatHostPort(d.to));
+  assert.deepEqual(to, [formatHostPort(HOMES.bob)], `alice's initiation for bob went to ${to}`);
   assert.deepEqual(w.net.monitor.violations.filter((v) => v.rule === "location").map(String), []);
 });
 
@@ -58,7 +58,7 @@ Deno.test("a key holder's forged handshake naming a live peer's key does not mov
     w.net.advance(7000);
   }
   const out = w.peers.alice.initiate(w.peers.bob);
-  const to = out.deliveries.map((d) => addrText(d.to));
-  assert.deepEqual(to, [addrText(HOMES.bob)], `alice's initiation for bob went to ${to}`);
+  const to = out.deliveries.map((d) => formatHostPort(d.to));
+  assert.deepEqual(to, [formatHostPort(HOMES.bob)], `alice's initiation for bob went to ${to}`);
   assert.deepEqual(w.net.monitor.violations.filter((v) => v.rule === "location").map(String), []);
 });

@@ -8,7 +8,8 @@
 
 import assert from "node:assert/strict";
 import { SimNet } from "../../testing/attack_net.ts";
-import { prngKey, putU32 } from "../../testing/forge.ts";
+import { prngKey } from "../../testing/forge.ts";
+import { writeU32 } from "../../lib/wire/bytes.ts";
 import { Prng } from "../../testing/prng.ts";
 
 /** `n` labelled keys k0..k(n-1), drawn from `p`. */
@@ -19,7 +20,7 @@ function keys(p: Prng, n: number) {
 /** A 148-byte initiation-shaped packet with a random mac1 (it names no key). */
 function garbageInitiation(p: Prng): Uint8Array {
   const m = p.bytes(148);
-  putU32(m, 0, 1);
+  writeU32(m, 0, 1);
   m.fill(0, 132);
   return m;
 }

@@ -19,11 +19,11 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function rawOrSkip(): Promise<RawSpoofer | undefined> {
   const raw = await RawSpoofer.start();
-  if (typeof raw === "string") {
-    console.log(`skipped: ${raw}`);
+  if (!raw.ok) {
+    console.log(`skipped: ${raw.error}`);
     return undefined;
   }
-  return raw;
+  return raw.spoofer;
 }
 
 /** A socket that only counts what reaches it: the victim of a spoofer. */

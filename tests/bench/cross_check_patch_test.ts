@@ -9,7 +9,7 @@ const SHARED = new URL("../../../shared/wgbench/wgload.c", import.meta.url);
 
 Deno.test("applyPatch() applies each edit where it matches exactly once", () => {
   const patched = applyPatch("a b c", [{ find: "b", replace: "B" }, { find: "c", replace: "C" }]);
-  assert.deepEqual(patched, { ok: true, value: "a B C" });
+  assert.deepEqual(patched, { ok: true, text: "a B C" });
 });
 
 for (
@@ -33,7 +33,7 @@ Deno.test("the index-faithful patch applies to the shared wgload.c", async (t) =
   const patched = applyPatch(source, FAITHFUL_PATCH);
   assert.ok(patched.ok, patched.ok ? "" : patched.error);
   await t.step("B sends to the index its initiation arrived with", () => {
-    assert.match(patched.value, /s->seen_idx = sender;/);
-    assert.match(patched.value, /p->b\.remote_idx = p->b\.seen_idx;/);
+    assert.match(patched.text, /s->seen_idx = sender;/);
+    assert.match(patched.text, /p->b\.remote_idx = p->b\.seen_idx;/);
   });
 });

@@ -3,12 +3,8 @@
  * endpoints and reused only after an endpoint is forgotten, and a bounded size.
  */
 import assert from "node:assert/strict";
-import {
-  type Endpoint,
-  EndpointTable,
-  formatEndpoint,
-  keepEndpoint,
-} from "../../lib/peers/endpoints.ts";
+import { type Endpoint, EndpointTable, keepEndpoint } from "../../lib/peers/endpoints.ts";
+import { formatHostPort } from "../../lib/host_port.ts";
 import { Prng } from "../../testing/prng.ts";
 
 Deno.test("EndpointTable.intern() returns the same endpoint for the same address", () => {
@@ -63,7 +59,7 @@ Deno.test("EndpointTable ids are unique among live endpoints and reused after a 
       const e = table.intern(host, port, now);
       if (!e) continue;
       keepEndpoint(e, now + (rng.u32() % 30));
-      live.set(formatEndpoint(e), e);
+      live.set(formatHostPort(e), e);
     }
     now += 10;
     table.sweep(now);

@@ -52,7 +52,7 @@ for (const [what, text] of INVALID) {
   Deno.test(`decodePublicKey() rejects ${what}`, () => {
     const r = decodePublicKey(text);
     assert.equal(r.ok, false);
-    if (!r.ok) assert.match(r.reason, /32-byte base64/);
+    if (!r.ok) assert.match(r.error, /32-byte base64/);
   });
 }
 

@@ -15,6 +15,7 @@ import {
 } from "../fixtures/handshake.ts";
 import { Prng } from "../../testing/prng.ts";
 import { fromHex, openCookieReply, readU32, seal } from "../../testing/wire.ts";
+import { writeU32 } from "../../lib/wire/bytes.ts";
 
 /**
  * A robustness property of the relay: whatever arrives, from wherever, `handle` never throws,
@@ -84,12 +85,9 @@ function same(a: { host: string; port: number }, b: Address): boolean {
   return normalizeHost(a.host) === normalizeHost(b.host) && a.port === b.port;
 }
 
-function writeU32(bytes: Uint8Array, offset: number, value: number): void {
-  if (offset + 4 > bytes.length) return;
-  bytes[offset] = value;
-  bytes[offset + 1] = value >>> 8;
-  bytes[offset + 2] = value >>> 16;
-  bytes[offset + 3] = value >>> 24;
+/** Writes `value` at `offset` when all four bytes fit; a mutation past the end is skipped. */
+function writeU32IfFits(bytes: Uint8Array, offset: number, value: number): void {
+  if (offset + 4 <= bytes.length) writeU32(bytes, offset, value);
 }
 
 function mutate(rng: Prng, packet: Uint8Array): Uint8Array {
@@ -111,7 +109,7 @@ function mutate(rng: Prng, packet: Uint8Array): Uint8Array {
       break;
     }
     case 3: // a random index in either index field
-      writeU32(p, rng.chance(0.5) ? 4 : 8, rng.u32());
+      writeU32IfFits(p, rng.chance(0.5) ? 4 : 8, rng.u32());
       break;
     default: // a reserved byte or the type
       if (p.length > 0) p[rng.below(Math.min(4, p.length))] = rng.below(6);
@@ -198,7 +196,7 @@ function runFuzz(seed: number) {
       const index = rng.chance(0.05) && linked.length > 0
         ? rng.pick(linked).responderIndex // a collision with a live index
         : rng.u32();
-      writeU32(packet, 4, index);
+      writeU32IfFits(packet, 4, index);
       seal(packet, target, cookies.get(`${from.host}|${from.port}|${target}`));
       initiation = { key: target, initiatorKey };
     } else if (kind < 56 && sent.length > 0) {
@@ -207,8 +205,8 @@ function runFuzz(seed: number) {
       if (s.targets.length > 0 && rng.chance(0.85)) from = rng.pick(s.targets);
       packet = rng.bytes(92);
       packet.set([2, 0, 0, 0]);
-      writeU32(packet, 4, rng.u32());
-      writeU32(packet, 8, s.index);
+      writeU32IfFits(packet, 4, rng.u32());
+      writeU32IfFits(packet, 8, s.index);
       const key = rng.chance(0.9) ? s.initiatorKey : rng.pick([...allKeys, ...strangers]);
       seal(packet, key, cookies.get(`${from.host}|${from.port}|${key}`));
     } else if (kind < 86 && linked.length > 0) {
@@ -221,9 +219,9 @@ function runFuzz(seed: number) {
       l.counters[side] = (l.counters[side] + step) % 0x100000000;
       packet = rng.bytes(32 + 16 * rng.below(8));
       packet.set([4, 0, 0, 0]);
-      writeU32(packet, 4, toResponder ? l.responderIndex : l.initiatorIndex);
-      writeU32(packet, 8, l.counters[side]);
-      writeU32(packet, 12, rng.chance(0.98) ? 0 : rng.u32());
+      writeU32IfFits(packet, 4, toResponder ? l.responderIndex : l.initiatorIndex);
+      writeU32IfFits(packet, 8, l.counters[side]);
+      writeU32IfFits(packet, 12, rng.chance(0.98) ? 0 : rng.u32());
     } else if (kind < 90 && (sent.length > 0 || linked.length > 0)) {
       // A peer's cookie reply to a known index.
       packet = rng.bytes(64);
@@ -233,7 +231,7 @@ function runFuzz(seed: number) {
         : linked.length > 0
         ? rng.pick([rng.pick(linked).initiatorIndex, rng.pick(linked).responderIndex])
         : rng.u32();
-      writeU32(packet, 4, index);
+      writeU32IfFits(packet, 4, index);
     } else if (recent.length > 0) {
       // A replay, as it was or mutated, from anywhere.
       packet = rng.pick(recent).slice();

@@ -10,7 +10,7 @@ import {
   SimPeer,
 } from "../../testing/bridge_process.ts";
 import { freePort } from "../../testing/free_port.ts";
-import { randomKey, response, transport } from "../../testing/wire.ts";
+import { randomKey, readU32, response, transport } from "../../testing/wire.ts";
 
 const opts = { sanitizeOps: false, sanitizeResources: false };
 
@@ -108,7 +108,7 @@ Deno.test(
       let delivered = 0;
       const collect = async (waitMs: number) => {
         for (let got = await a.next(4, waitMs); got; got = await a.next(4, waitMs)) {
-          const counter = new DataView(got.buffer, got.byteOffset).getUint32(8, true);
+          const counter = readU32(got, 8);
           assert.deepEqual(got, sent.get(counter), `packet ${counter} arrived as it was sent`);
           delivered++;
         }

@@ -15,8 +15,8 @@ import {
   parseResponse,
   type ParseResult,
   parseTransport,
-  readU32,
 } from "../../lib/wire/messages.ts";
+import { readU32 } from "../../lib/wire/bytes.ts";
 import {
   COOKIE_REPLY_HEX,
   INITIATION_HEX,
@@ -36,7 +36,7 @@ function packet(type: number, length: number, fill = 0xab): Uint8Array {
 }
 
 function reasonOf(result: ParseResult<unknown>): MalformedReason | "ok" {
-  return result.ok ? "ok" : result.reason;
+  return result.ok ? "ok" : result.error;
 }
 
 // Each fixed-size type, with its parser.
@@ -272,7 +272,7 @@ Deno.test("no parser throws on random bytes of any length 0..200, with any type 
         for (const [, parse] of PARSERS) {
           const r = parse(p);
           assert.equal(typeof r.ok, "boolean");
-          if (!r.ok) assert.ok(r.reason === "bad-length" || r.reason === "unknown-type");
+          if (!r.ok) assert.ok(r.error === "bad-length" || r.error === "unknown-type");
         }
         const all = parseMessage(p);
         assert.equal(all.ok, typeof kind === "number");
