@@ -31,7 +31,8 @@ import {
   normalizeHost,
 } from "../peers/endpoints.ts";
 import { HOLD_MS } from "./first_contact.ts";
-import { PENDING_TTL_MS, type PendingHandshake } from "./index_table.ts";
+import { PENDING_TTL_MS } from "./lifetimes.ts";
+import type { PendingHandshake } from "./pending.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { mac1Offset, writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/messages.ts";

@@ -24,59 +24,11 @@
  * @module
  */
 
-import {
-  REJECT_AFTER_TIME_MS,
-  REKEY_TIMEOUT_JITTER_MAX_MS,
-  REKEY_TIMEOUT_MS,
-} from "../wire/constants.ts";
 import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
 import type { PeerKey } from "../peers/keys.ts";
-
-/**
- * A pending initiation lives until its initiator gives up on it: it retries after REKEY_TIMEOUT
- * plus jitter with a new index, and then the old index is dead.
- */
-export const PENDING_TTL_MS = REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MAX_MS + 667; // 6 s
-/**
- * A linked session whose initiator has not yet sent a transport packet. The initiator sends
- * one (data or a keepalive) as soon as the response arrives; if none comes within two
- * REKEY_TIMEOUTs, the handshake failed or the initiator's address was spoofed.
- */
-export const UNCONFIRMED_TTL_MS = 2 * REKEY_TIMEOUT_MS;
-/**
- * Both peers stop using a session's keys REJECT_AFTER_TIME after the handshake; counted from
- * the initiator's first packet (after both made their keys), with a little slack for the peers'
- * own clocks.
- */
-export const SESSION_TTL_MS = REJECT_AFTER_TIME_MS + REKEY_TIMEOUT_MS;
-
-/** An initiation the bridge forwarded and whose response it awaits. */
-export interface PendingHandshake {
-  /**
-   * The index the bridge knows this initiation by: the initiator's sender index, or one the
-   * bridge chose and wrote in its place (see {@link PendingHandshake.deliverIndex}).
-   */
-  readonly index: number;
-  /**
-   * The initiator's own sender index, when the bridge forwarded the initiation under another
-   * one (`index`) that only the target's address was sent: the target's response echoing it
-   * proves that address receives. Packets to the initiator get this one back. Absent: `index`.
-   */
-  readonly deliverIndex?: number;
-  /**
-   * With `deliverIndex`: the initiation's mac1 as its initiator computed it, then as the bridge
-   * rewrote it (32 bytes), for re-sealing a loaded responder's cookie reply (lib/wire/cookie.ts).
-   */
-  readonly mac1s?: Uint8Array;
-  /** Where the initiation came from. */
-  readonly initiator: Endpoint;
-  /** The key its mac1 named: the responder's. */
-  readonly target: PeerKey;
-  /** Where it was forwarded; only these may answer. */
-  readonly forwardedTo: Endpoint[];
-  /** When it was seen (ms). */
-  readonly createdAt: number;
-}
+import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "./lifetimes.ts";
+import { type PendingHandshake, PendingHandshakes } from "./pending.ts";
+import type { SessionColumns, SessionList } from "./session_columns.ts";
 
 /** One side of a session: a peer, its index and its address. */
 export interface SessionSide {
@@ -124,69 +76,6 @@ export interface IndexTableLimits {
   maxPendingPerSource: number;
   /** Confirmed sessions. */
   maxSessions: number;
-}
-
-/**
- * Sessions column by column, two entries per session in the side columns (initiator at
- * `2 * i`, responder at `2 * i + 1`): how sessions are restored from a snapshot
- * ({@link IndexTable.importSession}) and read for one ({@link IndexTable.copySession}).
- */
-export interface SessionColumns {
-  /** Number of sessions. */
-  count: number;
-  /** Each side's index in the table (what the other peer was given for it). */
-  index: Uint32Array;
-  /** Each side's own index, written into packets delivered to it. */
-  deliver: Uint32Array;
-  /** Each side's address. */
-  endpoint: Endpoint[];
-  /** Each side's configured key. */
-  key: PeerKey[];
-  /** High 32 bits of the highest counter seen from each side. */
-  counterHigh: Uint32Array;
-  /** Low 32 bits of it. */
-  counterLow: Uint32Array;
-  /** Packets from each side. */
-  packets: Uint32Array;
-  /** Bytes from each side. */
-  bytes: Float64Array;
-  /** When each side last sent (ms). */
-  lastSeen: Float64Array;
-  /** When each session was linked (ms). */
-  createdAt: Float64Array;
-  /** When each session is removed (ms). */
-  expiresAt: Float64Array;
-  /** 1 for a confirmed session, 0 for one awaiting its initiator's first packet. */
-  confirmed: Uint8Array;
-}
-
-/** Live sessions listed for a snapshot: slots and the generation each slot had then. */
-export interface SessionList {
-  /** Number of sessions listed. */
-  count: number;
-  /** Their slots. */
-  slots: Int32Array;
-  /** Each slot's generation when listed: a slot reused since holds another session. */
-  generations: Uint32Array;
-}
-
-/** Empty {@link SessionColumns} with room for `count` sessions. */
-export function sessionColumns(count: number): SessionColumns {
-  return {
-    count,
-    index: new Uint32Array(2 * count),
-    deliver: new Uint32Array(2 * count),
-    endpoint: new Array(2 * count),
-    key: new Array(2 * count),
-    counterHigh: new Uint32Array(2 * count),
-    counterLow: new Uint32Array(2 * count),
-    packets: new Uint32Array(2 * count),
-    bytes: new Float64Array(2 * count),
-    lastSeen: new Float64Array(2 * count),
-    createdAt: new Float64Array(count),
-    expiresAt: new Float64Array(count),
-    confirmed: new Uint8Array(count),
-  };
 }
 
 const NONE = -1;
@@ -410,7 +299,7 @@ class SessionView implements Session {
 
 /** Pending handshakes and sessions, by index. */
 export class IndexTable {
-  readonly #pending = new Map<number, PendingHandshake>();
+  readonly #pending = new PendingHandshakes();
   readonly limits: IndexTableLimits;
   readonly #columns: Columns;
   readonly #maxSlots: number;
@@ -774,12 +663,7 @@ export class IndexTable {
 
   /** The pending handshake with this initiator index, if alive. */
   pending(index: number, now: number): PendingHandshake | undefined {
-    const p = this.#pending.get(index);
-    if (p && p.createdAt + PENDING_TTL_MS < now) {
-      this.#dropPending(p);
-      return undefined;
-    }
-    return p;
+    return this.#pending.find(index, now);
   }
 
   /** The session side that owns `index`, as an object (see {@link IndexTable.sideOf}). */
@@ -791,41 +675,16 @@ export class IndexTable {
   }
 
   /**
-   * Records a pending handshake. Returns the evicted one: the source's own oldest when it
-   * already has its share, else the oldest of all when the table was full. Evicting the oldest
-   * rather than refusing the newest means a spoofer sending initiations "from" a peer's address
-   * cannot keep that peer's own new handshake out: the peer's newest always gets in.
+   * Records a pending handshake. Returns the evicted one, if the source or the table was at its
+   * cap (see {@link PendingHandshakes.add}).
    */
   addPending(p: PendingHandshake): PendingHandshake | undefined {
-    let evicted: PendingHandshake | undefined;
-    if (p.initiator.pendingCount >= this.limits.maxPendingPerSource) {
-      for (const q of this.#pending.values()) {
-        if (q.initiator !== p.initiator) continue;
-        this.#dropPending(q);
-        evicted = q;
-        break;
-      }
-    }
-    if (this.#pending.size >= this.limits.maxPending) {
-      evicted = this.#pending.values().next().value!;
-      this.#dropPending(evicted);
-    }
-    this.#pending.set(p.index, p);
-    p.initiator.pendingCount++;
-    keepEndpoint(p.initiator, p.createdAt + PENDING_TTL_MS);
-    return evicted;
+    return this.#pending.add(p, this.limits.maxPending, this.limits.maxPendingPerSource);
   }
 
   /** Forgets a pending handshake (its answer proved forged: it will not be answered again). */
   dropPending(p: PendingHandshake): void {
-    this.#dropPending(p);
-  }
-
-  #dropPending(p: PendingHandshake): void {
-    if (this.#pending.get(p.index) === p) {
-      this.#pending.delete(p.index);
-      p.initiator.pendingCount--;
-    }
+    this.#pending.drop(p);
   }
 
   /**
@@ -844,7 +703,7 @@ export class IndexTable {
     onEvicted?: (session: Session) => void,
     responderDeliver = responderIndex,
   ): number {
-    this.#dropPending(p);
+    this.#pending.drop(p);
     if (this.#unconfirmedCount >= this.limits.maxPending) {
       const oldest = this.#unconfirmedHead;
       const evicted = this.snapshot(oldest);
@@ -949,10 +808,7 @@ export class IndexTable {
    * stops at the first live one, so a call costs what it removes.
    */
   expire(now: number, onExpired: (session: Session) => void): void {
-    for (const p of this.#pending.values()) {
-      if (p.createdAt + PENDING_TTL_MS >= now) break;
-      this.#dropPending(p);
-    }
+    this.#pending.expire(now);
     const c = this.#columns;
     for (const confirmed of [false, true]) {
       for (;;) {
@@ -1003,7 +859,7 @@ export class IndexTable {
         removed.push(gone);
       }
     }
-    for (const p of [...this.#pending.values()]) this.#dropPending(p);
+    this.#pending.clear();
     return removed;
   }
 

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
-import { SESSION_TTL_MS } from "../../lib/relay/index_table.ts";
+import { SESSION_TTL_MS } from "../../lib/relay/lifetimes.ts";
 import {
   decodeSnapshot,
   encodeSnapshot,

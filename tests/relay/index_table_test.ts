@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
 import { REJECT_AFTER_TIME_MS, REKEY_TIMEOUT_MS } from "../../lib/wire/constants.ts";
 import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
-import {
-  IndexTable,
-  type IndexTableLimits,
-  PENDING_TTL_MS,
-  type PendingHandshake,
-  type Session,
-  SESSION_TTL_MS,
-  UNCONFIRMED_TTL_MS,
-} from "../../lib/relay/index_table.ts";
+import { IndexTable, type IndexTableLimits, type Session } from "../../lib/relay/index_table.ts";
+import { PENDING_TTL_MS, SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/lifetimes.ts";
+import type { PendingHandshake } from "../../lib/relay/pending.ts";
 import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
 import { INITIATOR_PUBLIC_KEY, RESPONDER_PUBLIC_KEY } from "../fixtures/handshake.ts";
 
