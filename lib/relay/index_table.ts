@@ -26,6 +26,7 @@
 
 import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
 import type { PeerKey } from "../peers/keys.ts";
+import { IndexHash } from "./index_hash.ts";
 import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "./lifetimes.ts";
 import { type PendingHandshake, PendingHandshakes } from "./pending.ts";
 import type { SessionColumns, SessionList } from "./session_columns.ts";
@@ -87,8 +88,6 @@ const FREE = 0, UNCONFIRMED = 1, CONFIRMED = 2;
  * Beyond it (limits above a million sessions) the columns double as needed.
  */
 const PREALLOCATED_SLOTS = 1 << 20;
-/** Hash buckets at first (a power of two); they double as indices come. */
-const INITIAL_BUCKETS = 1024;
 
 /**
  * The columns, one entry per session slot or per side. Kept in one object that views share, so
@@ -314,19 +313,12 @@ export class IndexTable {
   #confirmedHead = NONE;
   #confirmedTail = NONE;
   #confirmedCount = 0;
-  // index -> side + 1, open addressing with linear probing; 0 marks an empty bucket (so new
-  // arrays need no filling, and their pages cost memory only once used).
-  #hashIndex: Uint32Array;
-  #hashSide: Int32Array;
-  #hashMask: number;
-  #hashCount = 0;
-  readonly #seed: number;
+  readonly #hash: IndexHash;
   /** The object views handed out, by slot (see the module comment). */
   #views: (SessionView | undefined)[] = [];
 
   /**
-   * A table with the given capacities. `seed` keys the index hash: indices come from the
-   * network, and an attacker who could predict where they land could make lookups slow.
+   * A table with the given capacities. `seed` keys the index hash (see {@link IndexHash}).
    * `preallocate` is how many session slots to allocate at once (tests make it small to see
    * the columns grow).
    */
@@ -336,10 +328,7 @@ export class IndexTable {
     this.#maxSlots = limits.maxSessions + limits.maxPending;
     this.#slots = Math.max(1, Math.min(preallocate, this.#maxSlots));
     this.#columns = new Columns(this.#slots);
-    this.#seed = seed | 1;
-    this.#hashIndex = new Uint32Array(INITIAL_BUCKETS);
-    this.#hashSide = new Int32Array(INITIAL_BUCKETS);
-    this.#hashMask = INITIAL_BUCKETS - 1;
+    this.#hash = new IndexHash(seed);
   }
 
   /** Number of pending handshakes. */
@@ -357,57 +346,9 @@ export class IndexTable {
     return this.#confirmedCount;
   }
 
-  // ---- the index hash ------------------------------------------------------------------------
-
-  #bucket(index: number): number {
-    let h = Math.imul(index ^ this.#seed, 0x9e3779b1);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    return h & this.#hashMask;
-  }
-
   /** The side that owns `index` (the destination of a packet carrying it), or -1. */
   sideOf(index: number): number {
-    const keys = this.#hashIndex, sides = this.#hashSide, mask = this.#hashMask;
-    for (let b = this.#bucket(index);; b = (b + 1) & mask) {
-      const side = sides[b];
-      if (side === 0) return NONE;
-      if (keys[b] === index) return side - 1;
-    }
-  }
-
-  #hashInsert(index: number, side: number): void {
-    // Linear probing stays quick up to three quarters full; the buckets double past that.
-    if (4 * (this.#hashCount + 1) > 3 * (this.#hashMask + 1)) {
-      this.#rehash(2 * (this.#hashMask + 1));
-    }
-    this.#hashCount++;
-    const mask = this.#hashMask;
-    let b = this.#bucket(index);
-    while (this.#hashSide[b] !== 0) b = (b + 1) & mask;
-    this.#hashIndex[b] = index;
-    this.#hashSide[b] = side + 1;
-  }
-
-  /** Removes `index`, shifting later entries of its probe run back (no tombstones). */
-  #hashDelete(index: number): void {
-    const keys = this.#hashIndex, sides = this.#hashSide, mask = this.#hashMask;
-    let b = this.#bucket(index);
-    while (sides[b] !== 0 && keys[b] !== index) b = (b + 1) & mask;
-    if (sides[b] === 0) return;
-    this.#hashCount--;
-    let hole = b;
-    for (let j = (hole + 1) & mask; sides[j] !== 0; j = (j + 1) & mask) {
-      const home = this.#bucket(keys[j]);
-      // Move j into the hole unless its home lies cyclically in (hole, j].
-      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (stays) continue;
-      keys[hole] = keys[j];
-      sides[hole] = sides[j];
-      hole = j;
-    }
-    sides[hole] = 0;
+    return this.#hash.sideOf(index);
   }
 
   // ---- slots ---------------------------------------------------------------------------------
@@ -425,21 +366,6 @@ export class IndexTable {
       this.#slots = slots;
     }
     return this.#used++;
-  }
-
-  /** Moves every live index into `buckets` buckets. */
-  #rehash(buckets: number): void {
-    const keys = this.#hashIndex, sides = this.#hashSide;
-    this.#hashIndex = new Uint32Array(buckets);
-    this.#hashSide = new Int32Array(buckets);
-    this.#hashMask = buckets - 1;
-    for (let b = 0; b < keys.length; b++) {
-      if (sides[b] === 0) continue;
-      let to = this.#bucket(keys[b]);
-      while (this.#hashSide[to] !== 0) to = (to + 1) & this.#hashMask;
-      this.#hashIndex[to] = keys[b];
-      this.#hashSide[to] = sides[b];
-    }
   }
 
   #release(slot: number): void {
@@ -742,8 +668,8 @@ export class IndexTable {
     c.expiresAt[slot] = now + UNCONFIRMED_TTL_MS;
     c.state[slot] = UNCONFIRMED;
     this.#append(slot, false);
-    this.#hashInsert(p.index, i);
-    this.#hashInsert(responderIndex, r);
+    this.#hash.insert(p.index, i);
+    this.#hash.insert(responderIndex, r);
     keepEndpoint(p.initiator, c.expiresAt[slot]);
     keepEndpoint(responder, c.expiresAt[slot]);
     return slot;
@@ -797,8 +723,8 @@ export class IndexTable {
     if (c.state[slot] === FREE) return;
     c.endpoint[2 * slot]!.sessionRefs--;
     c.endpoint[2 * slot + 1]!.sessionRefs--;
-    this.#hashDelete(c.index[2 * slot]);
-    this.#hashDelete(c.index[2 * slot + 1]);
+    this.#hash.delete(c.index[2 * slot]);
+    this.#hash.delete(c.index[2 * slot + 1]);
     this.#unlink(slot);
     this.#release(slot);
   }
@@ -945,8 +871,8 @@ export class IndexTable {
     c.expiresAt[slot] = from.expiresAt[i];
     c.state[slot] = confirmed ? CONFIRMED : UNCONFIRMED;
     this.#append(slot, confirmed);
-    this.#hashInsert(a, 2 * slot);
-    this.#hashInsert(b, 2 * slot + 1);
+    this.#hash.insert(a, 2 * slot);
+    this.#hash.insert(b, 2 * slot + 1);
     return true;
   }
 }
