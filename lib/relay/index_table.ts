@@ -16,10 +16,9 @@
  * objects (100,000 sessions: 14 MB, nothing for the garbage collector to trace), and a
  * transport packet touches a few cache lines instead of a chain of objects (BENCHMARKS.md has
  * the figures). The
- * relay's hot paths use the numeric API (`sideOf`, `endpointOf`, ...). The {@link Session} and
- * {@link SessionSide} objects of the object API (`side`, `link`, `sessions`) are views onto the
- * arrays, made on demand for status pages, reloads and tests, and kept until the session ends
- * so that each session has one view.
+ * relay reads and writes sessions by slot and side (`sideOf`, `endpointOf`, ...), which
+ * allocates nothing per packet; {@link IndexTable.describe} copies one out as plain data
+ * (lib/relay/session.ts) for events, status pages, reloads and tests.
  *
  * @module
  */
@@ -29,45 +28,8 @@ import type { PeerKey } from "../peers/keys.ts";
 import { IndexHash } from "./index_hash.ts";
 import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "./lifetimes.ts";
 import { type PendingHandshake, PendingHandshakes } from "./pending.ts";
+import type { Session, SessionSide } from "./session.ts";
 import type { SessionColumns, SessionList } from "./session_columns.ts";
-
-/** One side of a session: a peer, its index and its address. */
-export interface SessionSide {
-  /** This side's own index: packets to it carry it as receiver index. */
-  readonly index: number;
-  /** Where this side's packets come from and where packets to it go. */
-  endpoint: Endpoint;
-  /** The configured key of this side (replaced when the configuration is reloaded). */
-  key: PeerKey;
-  /** The other side. */
-  other: SessionSide;
-  /** The session both sides belong to. */
-  readonly session: Session;
-  /** Highest transport counter seen from this side, high and low 32 bits. */
-  counterHigh: number;
-  /** Low 32 bits of the highest counter. */
-  counterLow: number;
-  /** Packets received from this side. */
-  packets: number;
-  /** Bytes received from this side. */
-  bytes: number;
-  /** When this side last sent a packet (ms). */
-  lastSeen: number;
-}
-
-/** A linked pair of indices. */
-export interface Session {
-  /** The side that sent the initiation. */
-  readonly initiator: SessionSide;
-  /** The side that sent the response. */
-  readonly responder: SessionSide;
-  /** When the response linked it (ms). */
-  readonly createdAt: number;
-  /** When it is removed (ms). */
-  expiresAt: number;
-  /** Whether the initiator has sent a transport packet from its address. */
-  confirmed: boolean;
-}
 
 /** Capacities of the table; beyond them the oldest unconfirmed state goes first. */
 export interface IndexTableLimits {
@@ -115,7 +77,7 @@ class Columns {
   createdAt: Float64Array;
   expiresAt: Float64Array;
   state: Uint8Array;
-  /** Bumped when a slot is freed, so that a view of an ended session is told apart. */
+  /** Bumped when a slot is freed, so that a slot listed earlier is told apart from its reuse. */
   generation: Uint32Array;
   /** The unconfirmed list, the confirmed list (both in age order) or the free list. */
   next: Int32Array;
@@ -154,148 +116,6 @@ class Columns {
   }
 }
 
-/**
- * One side of a session as an object, reading and writing the table's columns. Once the
- * session has ended it keeps the values it had then.
- */
-class SideView implements SessionSide {
-  #frozen: Record<string, unknown> | undefined;
-  constructor(
-    private readonly columns: Columns,
-    private readonly side: number,
-    readonly session: SessionView,
-  ) {}
-
-  get other(): SessionSide {
-    return this.side & 1 ? this.session.initiator : this.session.responder;
-  }
-
-  #get<T>(name: keyof Columns): T {
-    if (this.#frozen) return this.#frozen[name] as T;
-    return (this.columns[name] as ArrayLike<unknown>)[this.side] as T;
-  }
-
-  #set(name: keyof Columns, value: unknown): void {
-    if (this.#frozen) this.#frozen[name] = value;
-    else (this.columns[name] as unknown as Record<number, unknown>)[this.side] = value;
-  }
-
-  /** Copies the values out: the slot is about to be reused. */
-  freeze(): void {
-    const frozen: Record<string, unknown> = {};
-    for (const name of SIDE_COLUMNS) frozen[name] = this.#get(name);
-    this.#frozen = frozen;
-  }
-
-  get index(): number {
-    return this.#get("index");
-  }
-  get endpoint(): Endpoint {
-    return this.#get("endpoint");
-  }
-  set endpoint(e: Endpoint) {
-    if (!this.#frozen) {
-      this.#get<Endpoint>("endpoint").sessionRefs--;
-      e.sessionRefs++;
-    }
-    this.#set("endpoint", e);
-  }
-  get key(): PeerKey {
-    return this.#get("key");
-  }
-  set key(k: PeerKey) {
-    this.#set("key", k);
-  }
-  get counterHigh(): number {
-    return this.#get("counterHigh");
-  }
-  set counterHigh(v: number) {
-    this.#set("counterHigh", v);
-  }
-  get counterLow(): number {
-    return this.#get("counterLow");
-  }
-  set counterLow(v: number) {
-    this.#set("counterLow", v);
-  }
-  get packets(): number {
-    return this.#get("packets");
-  }
-  set packets(v: number) {
-    this.#set("packets", v);
-  }
-  get bytes(): number {
-    return this.#get("bytes");
-  }
-  set bytes(v: number) {
-    this.#set("bytes", v);
-  }
-  get lastSeen(): number {
-    return this.#get("lastSeen");
-  }
-  set lastSeen(v: number) {
-    this.#set("lastSeen", v);
-  }
-}
-
-const SIDE_COLUMNS = [
-  "index",
-  "endpoint",
-  "key",
-  "counterHigh",
-  "counterLow",
-  "packets",
-  "bytes",
-  "lastSeen",
-] as const;
-
-/** A session as an object (see {@link SideView}). */
-class SessionView implements Session {
-  readonly initiator: SideView;
-  readonly responder: SideView;
-  #frozen: { createdAt: number; expiresAt: number; confirmed: boolean } | undefined;
-
-  constructor(
-    private readonly columns: Columns,
-    readonly slot: number,
-    readonly generation: number,
-  ) {
-    this.initiator = new SideView(columns, 2 * slot, this);
-    this.responder = new SideView(columns, 2 * slot + 1, this);
-  }
-
-  /** Whether this view still shows a live session (and not a later one in the same slot). */
-  get live(): boolean {
-    return !this.#frozen && this.columns.generation[this.slot] === this.generation;
-  }
-
-  /** Copies the values out: the slot is about to be reused. */
-  freeze(): void {
-    if (this.#frozen) return;
-    this.initiator.freeze();
-    this.responder.freeze();
-    this.#frozen = {
-      createdAt: this.createdAt,
-      expiresAt: this.expiresAt,
-      confirmed: this.confirmed,
-    };
-  }
-
-  get createdAt(): number {
-    return this.#frozen ? this.#frozen.createdAt : this.columns.createdAt[this.slot];
-  }
-  get expiresAt(): number {
-    return this.#frozen ? this.#frozen.expiresAt : this.columns.expiresAt[this.slot];
-  }
-  set expiresAt(v: number) {
-    if (this.#frozen) this.#frozen.expiresAt = v;
-    else this.columns.expiresAt[this.slot] = v;
-  }
-  get confirmed(): boolean {
-    return this.#frozen ? this.#frozen.confirmed : this.columns.state[this.slot] === CONFIRMED;
-  }
-}
-
 /** Pending handshakes and sessions, by index. */
 export class IndexTable {
   readonly #pending = new PendingHandshakes();
@@ -314,8 +134,6 @@ export class IndexTable {
   #confirmedTail = NONE;
   #confirmedCount = 0;
   readonly #hash: IndexHash;
-  /** The object views handed out, by slot (see the module comment). */
-  #views: (SessionView | undefined)[] = [];
 
   /**
    * A table with the given capacities. `seed` keys the index hash (see {@link IndexHash}).
@@ -370,11 +188,6 @@ export class IndexTable {
 
   #release(slot: number): void {
     const c = this.#columns;
-    const view = this.#views[slot];
-    if (view !== undefined) {
-      view.freeze();
-      this.#views[slot] = undefined;
-    }
     c.state[slot] = FREE;
     c.generation[slot]++;
     c.endpoint[2 * slot] = c.endpoint[2 * slot + 1] = undefined;
@@ -546,40 +359,29 @@ export class IndexTable {
     return this.#columns.lastSeen[side];
   }
 
-  /**
-   * The session in `slot` as an object, for events and tools: the view handed out before if
-   * there is one, otherwise a new one that is not kept (so the hot paths leave no objects).
-   */
+  /** The live session in `slot` as plain data (allocates: events, status, tests). */
   describe(slot: number): Session {
-    return this.#views[slot] ??
-      new SessionView(this.#columns, slot, this.#columns.generation[slot]);
+    return {
+      initiator: this.#describeSide(2 * slot),
+      responder: this.#describeSide(2 * slot + 1),
+      createdAt: this.#columns.createdAt[slot],
+      expiresAt: this.#columns.expiresAt[slot],
+      confirmed: this.#columns.state[slot] === CONFIRMED,
+    };
   }
 
-  /** The session in `slot` as an object that keeps today's values once the slot is reused. */
-  snapshot(slot: number): Session {
-    const view = this.#views[slot];
-    if (view !== undefined) return view; // frozen by #release when the session ends
-    const copy = new SessionView(this.#columns, slot, this.#columns.generation[slot]);
-    copy.freeze();
-    return copy;
-  }
-
-  // ---- the object API (status pages, reloads, tests) ----------------------------------------
-
-  /** The session in `slot` as an object, kept until the session ends: one view per session. */
-  #view(slot: number): SessionView {
-    let view = this.#views[slot];
-    if (view === undefined) {
-      view = new SessionView(this.#columns, slot, this.#columns.generation[slot]);
-      this.#views[slot] = view;
-    }
-    return view;
-  }
-
-  #slotOfSession(session: Session | number): number {
-    if (typeof session === "number") return session;
-    const view = session as SessionView;
-    return view instanceof SessionView && view.live ? view.slot : NONE;
+  #describeSide(side: number): SessionSide {
+    const c = this.#columns;
+    return {
+      index: c.index[side],
+      endpoint: c.endpoint[side]!,
+      key: c.key[side]!,
+      counterHigh: c.counterHigh[side],
+      counterLow: c.counterLow[side],
+      packets: c.packets[side],
+      bytes: c.bytes[side],
+      lastSeen: c.lastSeen[side],
+    };
   }
 
   /** Whether an index is taken by a pending handshake or a live session. */
@@ -590,14 +392,6 @@ export class IndexTable {
   /** The pending handshake with this initiator index, if alive. */
   pending(index: number, now: number): PendingHandshake | undefined {
     return this.#pending.find(index, now);
-  }
-
-  /** The session side that owns `index`, as an object (see {@link IndexTable.sideOf}). */
-  side(index: number): SessionSide | undefined {
-    const side = this.sideOf(index);
-    if (side === NONE) return undefined;
-    const view = this.#view(side >> 1);
-    return side & 1 ? view.responder : view.initiator;
   }
 
   /**
@@ -632,7 +426,7 @@ export class IndexTable {
     this.#pending.drop(p);
     if (this.#unconfirmedCount >= this.limits.maxPending) {
       const oldest = this.#unconfirmedHead;
-      const evicted = this.snapshot(oldest);
+      const evicted = this.describe(oldest);
       this.removeSlot(oldest);
       onEvicted?.(evicted);
     }
@@ -675,32 +469,17 @@ export class IndexTable {
     return slot;
   }
 
-  /** {@link IndexTable.linkSlot} for the object API: the session and any evicted one. */
-  link(
-    p: PendingHandshake,
-    responderIndex: number,
-    responder: Endpoint,
-    initiatorKey: PeerKey,
-    now: number,
-  ): { session: Session; evicted?: Session } {
-    let evicted: Session | undefined;
-    const slot = this.linkSlot(p, responderIndex, responder, initiatorKey, now, (s) => {
-      evicted = s;
-    });
-    return { session: this.#view(slot), evicted };
-  }
-
   /**
-   * Promotes a session on its initiator's first transport packet at `now`. Refused (false) when
-   * the table of confirmed sessions is full: established sessions are never pushed out by new
-   * ones. The session lives SESSION_TTL_MS from now: both peers made their keys before this
-   * packet, so that outlasts them, and counting from confirmation keeps the confirmed list in
-   * expiry order, which is what lets expire() stop at the first live session.
+   * Promotes the session in `slot` on its initiator's first transport packet at `now` (true,
+   * changing nothing, when there is no unconfirmed session in `slot`). Refused (false) when the
+   * table of confirmed sessions is full: established sessions are never pushed out by new ones.
+   * The session lives SESSION_TTL_MS from now: both peers made their keys before this packet,
+   * so that outlasts them, and counting from confirmation keeps the confirmed list in expiry
+   * order, which is what lets expire() stop at the first live session.
    */
-  confirm(session: Session | number, now: number): boolean {
-    const slot = this.#slotOfSession(session);
+  confirm(slot: number, now: number): boolean {
     const c = this.#columns;
-    if (slot === NONE || c.state[slot] !== UNCONFIRMED) return slot !== NONE;
+    if (c.state[slot] !== UNCONFIRMED) return true;
     if (this.#confirmedCount >= this.limits.maxSessions) return false;
     this.#unlink(slot);
     c.state[slot] = CONFIRMED;
@@ -711,13 +490,7 @@ export class IndexTable {
     return true;
   }
 
-  /** Removes a session (a slot, or an object from the object API) and frees both indices. */
-  remove(session: Session | number): void {
-    const slot = this.#slotOfSession(session);
-    if (slot !== NONE) this.removeSlot(slot);
-  }
-
-  /** Removes the session in `slot`; harmless for a free slot. */
+  /** Removes the session in `slot` and frees both its indices; harmless for a free slot. */
   removeSlot(slot: number): void {
     const c = this.#columns;
     if (c.state[slot] === FREE) return;
@@ -730,8 +503,9 @@ export class IndexTable {
   }
 
   /**
-   * Removes everything whose time has passed. Sessions are visited oldest first and the walk
-   * stops at the first live one, so a call costs what it removes.
+   * Removes everything whose time has passed, handing each session to `onExpired` as it was.
+   * Sessions are visited oldest first and the walk stops at the first live one, so a call costs
+   * what it removes.
    */
   expire(now: number, onExpired: (session: Session) => void): void {
     this.#pending.expire(now);
@@ -740,29 +514,14 @@ export class IndexTable {
       for (;;) {
         const slot = confirmed ? this.#confirmedHead : this.#unconfirmedHead;
         if (slot === NONE || c.expiresAt[slot] >= now) break;
-        const session = this.snapshot(slot);
+        const session = this.describe(slot);
         this.removeSlot(slot);
         onExpired(session);
       }
     }
   }
 
-  /** Every live session as an object, confirmed first (allocates; not for the hot path). */
-  sessions(): Session[] {
-    const out: Session[] = [];
-    for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
-      for (let slot = head; slot !== NONE; slot = this.#columns.next[slot]) {
-        out.push(this.#view(slot));
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Every live session as an object that is not kept (for status pages and reloads: unlike
-   * {@link IndexTable.sessions}, calling this leaves no objects behind). Writing a side's `key`
-   * or `endpoint` through these objects changes the table.
-   */
+  /** Every live session as plain data, confirmed first, each list oldest first. */
   list(): Session[] {
     const out: Session[] = [];
     for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
@@ -773,17 +532,19 @@ export class IndexTable {
     return out;
   }
 
-  /** Removes every session for which `keep` returns false (used when the config changes). */
-  retain(keep: (session: Session) => boolean): Session[] {
+  /**
+   * Removes every session whose slot `keep` returns false for (used when the config changes:
+   * `keep` may change the session's keys with {@link IndexTable.setKey}), and drops every
+   * pending handshake. Returns the removed sessions as they were.
+   */
+  retain(keep: (slot: number) => boolean): Session[] {
     const removed: Session[] = [];
-    for (const view of this.list()) {
-      const session = view as SessionView;
-      if (!keep(session)) {
-        const slot = session.slot;
-        const gone = this.snapshot(slot);
-        this.removeSlot(slot);
-        removed.push(gone);
-      }
+    const { count, slots } = this.listSessions();
+    for (let i = 0; i < count; i++) {
+      const slot = slots[i];
+      if (keep(slot)) continue;
+      removed.push(this.describe(slot));
+      this.removeSlot(slot);
     }
     this.#pending.clear();
     return removed;
