@@ -9,6 +9,7 @@
 
 import type { Endpoint } from "../peers/endpoints.ts";
 import type { PeerKey } from "../peers/keys.ts";
+import type { SlotColumns } from "./slot_columns.ts";
 
 /** One side of a session: a peer, its index and its address. */
 export interface SessionSide {
@@ -42,4 +43,28 @@ export interface Session {
   readonly expiresAt: number;
   /** Whether the initiator has sent a transport packet from its address. */
   readonly confirmed: boolean;
+}
+
+/** The live session in `slot` of `columns` as plain data. */
+export function describeSlot(columns: SlotColumns, slot: number, confirmed: boolean): Session {
+  return {
+    initiator: describeSide(columns, 2 * slot),
+    responder: describeSide(columns, 2 * slot + 1),
+    createdAt: columns.createdAt[slot],
+    expiresAt: columns.expiresAt[slot],
+    confirmed,
+  };
+}
+
+function describeSide(columns: SlotColumns, side: number): SessionSide {
+  return {
+    index: columns.index[side],
+    endpoint: columns.endpoint[side]!,
+    key: columns.key[side]!,
+    counterHigh: columns.counterHigh[side],
+    counterLow: columns.counterLow[side],
+    packets: columns.packets[side],
+    bytes: columns.bytes[side],
+    lastSeen: columns.lastSeen[side],
+  };
 }
