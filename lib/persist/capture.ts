@@ -23,7 +23,7 @@ import {
   MAX_CREDIT_BYTES,
   MAX_CREDIT_PACKETS,
 } from "../peers/endpoints.ts";
-import { sessionColumns } from "../relay/index_table.ts";
+import { sessionColumns } from "../relay/session_columns.ts";
 import { KEY_ADDRESS_TTL_MS } from "../peers/key_directory.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import type { RelayState } from "../relay/state.ts";

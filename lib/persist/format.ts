@@ -36,7 +36,8 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { CookieSecrets } from "../wire/cookie.ts";
 import { type Endpoint, normalizeHost } from "../peers/endpoints.ts";
-import { SESSION_TTL_MS, type SessionColumns, sessionColumns } from "../relay/index_table.ts";
+import { SESSION_TTL_MS } from "../relay/lifetimes.ts";
+import { type SessionColumns, sessionColumns } from "../relay/session_columns.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { KEY_SIZE, REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
 import type { Result } from "../result.ts";

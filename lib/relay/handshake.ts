@@ -26,7 +26,8 @@ import {
 import { type Endpoint, ipv6Prefix64, keepEndpoint, normalizeHost } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
 import { HOLD_MS } from "./first_contact.ts";
-import { PENDING_TTL_MS, type PendingHandshake } from "./index_table.ts";
+import { PENDING_TTL_MS } from "./lifetimes.ts";
+import type { PendingHandshake } from "./pending.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { mac1Offset, writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";

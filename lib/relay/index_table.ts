@@ -10,111 +10,30 @@
  * indices); the relay refuses the later handshake rather than guess, so a packet is never
  * delivered to the wrong session and a collision costs the unlucky peer one retry.
  *
- * Layout: sessions live in typed arrays, one slot per session and two "sides" per slot
- * (`2 * slot` is the initiator, `2 * slot + 1` the responder), found by index through an
- * open-addressing hash of integers. A session then costs about 140 bytes and no JavaScript
- * objects (100,000 sessions: 14 MB, nothing for the garbage collector to trace), and a
- * transport packet touches a few cache lines instead of a chain of objects (docs/benchmarks.md has
- * the figures). The
- * relay's hot paths use the numeric API (`sideOf`, `endpointOf`, ...). The {@link Session} and
- * {@link SessionSide} objects of the object API (`side`, `link`, `sessions`) are views onto the
- * arrays, made on demand for status pages, reloads and tests, and kept until the session ends
- * so that each session has one view.
+ * Sessions are numbers, not objects: a session is a slot, and each slot has two sides,
+ * `2 * slot` the initiator and `2 * slot + 1` the responder. The relay reads and writes them by
+ * side (`sideOf`, `endpointOf`, `keyOf`, ...), which allocates nothing per packet. The parts:
+ * - lib/relay/pending.ts: the pending handshakes;
+ * - lib/relay/index_hash.ts: index -> side;
+ * - lib/relay/slot_columns.ts: what is stored per slot and side, in typed arrays (a session
+ *   costs about 140 bytes and no JavaScript object; docs/benchmarks.md has the figures);
+ * - lib/relay/session_slots.ts: which slots are live, in two age-ordered lists;
+ * - lib/relay/session.ts: a session as plain data ({@link IndexTable.describe}), for events,
+ *   status pages, reloads and tests;
+ * - lib/relay/session_columns.ts: sessions in column form, for snapshots.
  *
  * @module
  */
 
-import {
-  REJECT_AFTER_TIME_MS,
-  REKEY_TIMEOUT_JITTER_MAX_MS,
-  REKEY_TIMEOUT_MS,
-} from "../wire/constants.ts";
 import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
 import type { PeerKey } from "../peers/keys.ts";
-
-/**
- * A pending initiation lives until its initiator gives up on it: it retries after REKEY_TIMEOUT
- * plus jitter with a new index, and then the old index is dead.
- */
-export const PENDING_TTL_MS = REKEY_TIMEOUT_MS + REKEY_TIMEOUT_JITTER_MAX_MS + 667; // 6 s
-/**
- * A linked session whose initiator has not yet sent a transport packet. The initiator sends
- * one (data or a keepalive) as soon as the response arrives; if none comes within two
- * REKEY_TIMEOUTs, the handshake failed or the initiator's address was spoofed.
- */
-export const UNCONFIRMED_TTL_MS = 2 * REKEY_TIMEOUT_MS;
-/**
- * Both peers stop using a session's keys REJECT_AFTER_TIME after the handshake; counted from
- * the initiator's first packet (after both made their keys), with a little slack for the peers'
- * own clocks.
- */
-export const SESSION_TTL_MS = REJECT_AFTER_TIME_MS + REKEY_TIMEOUT_MS;
-
-/** An initiation the bridge forwarded and whose response it awaits. */
-export interface PendingHandshake {
-  /**
-   * The index the bridge knows this initiation by: the initiator's sender index, or one the
-   * bridge chose and wrote in its place (see {@link PendingHandshake.deliverIndex}).
-   */
-  readonly index: number;
-  /**
-   * The initiator's own sender index, when the bridge forwarded the initiation under another
-   * one (`index`) that only the target's address was sent: the target's response echoing it
-   * proves that address receives. Packets to the initiator get this one back. Absent: `index`.
-   */
-  readonly deliverIndex?: number;
-  /**
-   * With `deliverIndex`: the initiation's mac1 as its initiator computed it, then as the bridge
-   * rewrote it (32 bytes), for re-sealing a loaded responder's cookie reply (lib/wire/cookie.ts).
-   */
-  readonly mac1s?: Uint8Array;
-  /** Where the initiation came from. */
-  readonly initiator: Endpoint;
-  /** The key its mac1 named: the responder's. */
-  readonly target: PeerKey;
-  /** Where it was forwarded; only these may answer. */
-  readonly forwardedTo: Endpoint[];
-  /** When it was seen (ms). */
-  readonly createdAt: number;
-}
-
-/** One side of a session: a peer, its index and its address. */
-export interface SessionSide {
-  /** This side's own index: packets to it carry it as receiver index. */
-  readonly index: number;
-  /** Where this side's packets come from and where packets to it go. */
-  endpoint: Endpoint;
-  /** The configured key of this side (replaced when the configuration is reloaded). */
-  key: PeerKey;
-  /** The other side. */
-  other: SessionSide;
-  /** The session both sides belong to. */
-  readonly session: Session;
-  /** Highest transport counter seen from this side, high and low 32 bits. */
-  counterHigh: number;
-  /** Low 32 bits of the highest counter. */
-  counterLow: number;
-  /** Packets received from this side. */
-  packets: number;
-  /** Bytes received from this side. */
-  bytes: number;
-  /** When this side last sent a packet (ms). */
-  lastSeen: number;
-}
-
-/** A linked pair of indices. */
-export interface Session {
-  /** The side that sent the initiation. */
-  readonly initiator: SessionSide;
-  /** The side that sent the response. */
-  readonly responder: SessionSide;
-  /** When the response linked it (ms). */
-  readonly createdAt: number;
-  /** When it is removed (ms). */
-  expiresAt: number;
-  /** Whether the initiator has sent a transport packet from its address. */
-  confirmed: boolean;
-}
+import { IndexHash, NO_SIDE } from "./index_hash.ts";
+import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "./lifetimes.ts";
+import { type PendingHandshake, PendingHandshakes } from "./pending.ts";
+import { describeSlot, type Session } from "./session.ts";
+import type { SessionColumns, SessionList } from "./session_columns.ts";
+import { NO_SLOT, SessionSlots } from "./session_slots.ts";
+import { SlotColumns } from "./slot_columns.ts";
 
 /** Capacities of the table; beyond them the oldest unconfirmed state goes first. */
 export interface IndexTableLimits {
@@ -127,330 +46,35 @@ export interface IndexTableLimits {
 }
 
 /**
- * Sessions column by column, two entries per session in the side columns (initiator at
- * `2 * i`, responder at `2 * i + 1`): how sessions are restored from a snapshot
- * ({@link IndexTable.importSession}) and read for one ({@link IndexTable.copySession}).
- */
-export interface SessionColumns {
-  /** Number of sessions. */
-  count: number;
-  /** Each side's index in the table (what the other peer was given for it). */
-  index: Uint32Array;
-  /** Each side's own index, written into packets delivered to it. */
-  deliver: Uint32Array;
-  /** Each side's address. */
-  endpoint: Endpoint[];
-  /** Each side's configured key. */
-  key: PeerKey[];
-  /** High 32 bits of the highest counter seen from each side. */
-  counterHigh: Uint32Array;
-  /** Low 32 bits of it. */
-  counterLow: Uint32Array;
-  /** Packets from each side. */
-  packets: Uint32Array;
-  /** Bytes from each side. */
-  bytes: Float64Array;
-  /** When each side last sent (ms). */
-  lastSeen: Float64Array;
-  /** When each session was linked (ms). */
-  createdAt: Float64Array;
-  /** When each session is removed (ms). */
-  expiresAt: Float64Array;
-  /** 1 for a confirmed session, 0 for one awaiting its initiator's first packet. */
-  confirmed: Uint8Array;
-}
-
-/** Live sessions listed for a snapshot: slots and the generation each slot had then. */
-export interface SessionList {
-  /** Number of sessions listed. */
-  count: number;
-  /** Their slots. */
-  slots: Int32Array;
-  /** Each slot's generation when listed: a slot reused since holds another session. */
-  generations: Uint32Array;
-}
-
-/** Empty {@link SessionColumns} with room for `count` sessions. */
-export function sessionColumns(count: number): SessionColumns {
-  return {
-    count,
-    index: new Uint32Array(2 * count),
-    deliver: new Uint32Array(2 * count),
-    endpoint: new Array(2 * count),
-    key: new Array(2 * count),
-    counterHigh: new Uint32Array(2 * count),
-    counterLow: new Uint32Array(2 * count),
-    packets: new Uint32Array(2 * count),
-    bytes: new Float64Array(2 * count),
-    lastSeen: new Float64Array(2 * count),
-    createdAt: new Float64Array(count),
-    expiresAt: new Float64Array(count),
-    confirmed: new Uint8Array(count),
-  };
-}
-
-const NONE = -1;
-const FREE = 0, UNCONFIRMED = 1, CONFIRMED = 2;
-/**
  * Slots allocated at once, when the limits allow that many sessions: typed arrays are zeroed
  * lazily by the system, so unused slots cost address space only (about 100 bytes each), and
  * the columns are never copied or left behind for the garbage collector while sessions come.
  * Beyond it (limits above a million sessions) the columns double as needed.
  */
 const PREALLOCATED_SLOTS = 1 << 20;
-/** Hash buckets at first (a power of two); they double as indices come. */
-const INITIAL_BUCKETS = 1024;
-
-/**
- * The columns, one entry per session slot or per side. Kept in one object that views share, so
- * that growing the arrays (which replaces them) is seen everywhere at once.
- */
-class Columns {
-  // Per side (2 per slot).
-  index: Uint32Array;
-  /** The index a side's peer knows itself by, written into packets to it (see linkSlot). */
-  deliver: Uint32Array;
-  endpoint: (Endpoint | undefined)[];
-  key: (PeerKey | undefined)[];
-  /**
-   * Each side's last proven address: where a NAT rebinding back into its network may count as
-   * proven again after an excursion to another network (SECURITY.md, "Proof").
-   */
-  home: (Endpoint | undefined)[];
-  counterHigh: Uint32Array;
-  counterLow: Uint32Array;
-  /** Packets from a side (a session's life is too short for 2^32 packets to wrap). */
-  packets: Uint32Array;
-  bytes: Float64Array;
-  lastSeen: Float64Array;
-  // Per slot.
-  createdAt: Float64Array;
-  expiresAt: Float64Array;
-  state: Uint8Array;
-  /** Bumped when a slot is freed, so that a view of an ended session is told apart. */
-  generation: Uint32Array;
-  /** The unconfirmed list, the confirmed list (both in age order) or the free list. */
-  next: Int32Array;
-  prev: Int32Array;
-
-  constructor(slots: number) {
-    this.index = new Uint32Array(2 * slots);
-    this.deliver = new Uint32Array(2 * slots);
-    // Object references grow as slots are used (slots are handed out in order), so unused
-    // capacity costs nothing here.
-    this.endpoint = [];
-    this.key = [];
-    this.home = [];
-    this.counterHigh = new Uint32Array(2 * slots);
-    this.counterLow = new Uint32Array(2 * slots);
-    this.packets = new Uint32Array(2 * slots);
-    this.bytes = new Float64Array(2 * slots);
-    this.lastSeen = new Float64Array(2 * slots);
-    this.createdAt = new Float64Array(slots);
-    this.expiresAt = new Float64Array(slots);
-    this.state = new Uint8Array(slots);
-    this.generation = new Uint32Array(slots);
-    this.next = new Int32Array(slots);
-    this.prev = new Int32Array(slots);
-  }
-
-  /** Copies every typed column into arrays for `slots` slots (the object arrays just grow). */
-  grow(slots: number): void {
-    const fresh = new Columns(slots);
-    const self = this as unknown as Record<string, unknown>;
-    for (const [name, column] of Object.entries(fresh)) {
-      if (Array.isArray(column)) continue;
-      (column as Uint32Array).set(self[name] as Uint32Array);
-      self[name] = column;
-    }
-  }
-}
-
-/**
- * One side of a session as an object, reading and writing the table's columns. Once the
- * session has ended it keeps the values it had then.
- */
-class SideView implements SessionSide {
-  #frozen: Record<string, unknown> | undefined;
-  constructor(
-    private readonly columns: Columns,
-    private readonly side: number,
-    readonly session: SessionView,
-  ) {}
-
-  get other(): SessionSide {
-    return this.side & 1 ? this.session.initiator : this.session.responder;
-  }
-
-  #get<T>(name: keyof Columns): T {
-    if (this.#frozen) return this.#frozen[name] as T;
-    return (this.columns[name] as ArrayLike<unknown>)[this.side] as T;
-  }
-
-  #set(name: keyof Columns, value: unknown): void {
-    if (this.#frozen) this.#frozen[name] = value;
-    else (this.columns[name] as unknown as Record<number, unknown>)[this.side] = value;
-  }
-
-  /** Copies the values out: the slot is about to be reused. */
-  freeze(): void {
-    const frozen: Record<string, unknown> = {};
-    for (const name of SIDE_COLUMNS) frozen[name] = this.#get(name);
-    this.#frozen = frozen;
-  }
-
-  get index(): number {
-    return this.#get("index");
-  }
-  get endpoint(): Endpoint {
-    return this.#get("endpoint");
-  }
-  set endpoint(e: Endpoint) {
-    if (!this.#frozen) {
-      this.#get<Endpoint>("endpoint").sessionRefs--;
-      e.sessionRefs++;
-    }
-    this.#set("endpoint", e);
-  }
-  get key(): PeerKey {
-    return this.#get("key");
-  }
-  set key(k: PeerKey) {
-    this.#set("key", k);
-  }
-  get counterHigh(): number {
-    return this.#get("counterHigh");
-  }
-  set counterHigh(v: number) {
-    this.#set("counterHigh", v);
-  }
-  get counterLow(): number {
-    return this.#get("counterLow");
-  }
-  set counterLow(v: number) {
-    this.#set("counterLow", v);
-  }
-  get packets(): number {
-    return this.#get("packets");
-  }
-  set packets(v: number) {
-    this.#set("packets", v);
-  }
-  get bytes(): number {
-    return this.#get("bytes");
-  }
-  set bytes(v: number) {
-    this.#set("bytes", v);
-  }
-  get lastSeen(): number {
-    return this.#get("lastSeen");
-  }
-  set lastSeen(v: number) {
-    this.#set("lastSeen", v);
-  }
-}
-
-const SIDE_COLUMNS = [
-  "index",
-  "endpoint",
-  "key",
-  "counterHigh",
-  "counterLow",
-  "packets",
-  "bytes",
-  "lastSeen",
-] as const;
-
-/** A session as an object (see {@link SideView}). */
-class SessionView implements Session {
-  readonly initiator: SideView;
-  readonly responder: SideView;
-  #frozen: { createdAt: number; expiresAt: number; confirmed: boolean } | undefined;
-
-  constructor(
-    private readonly columns: Columns,
-    readonly slot: number,
-    readonly generation: number,
-  ) {
-    this.initiator = new SideView(columns, 2 * slot, this);
-    this.responder = new SideView(columns, 2 * slot + 1, this);
-  }
-
-  /** Whether this view still shows a live session (and not a later one in the same slot). */
-  get live(): boolean {
-    return !this.#frozen && this.columns.generation[this.slot] === this.generation;
-  }
-
-  /** Copies the values out: the slot is about to be reused. */
-  freeze(): void {
-    if (this.#frozen) return;
-    this.initiator.freeze();
-    this.responder.freeze();
-    this.#frozen = {
-      createdAt: this.createdAt,
-      expiresAt: this.expiresAt,
-      confirmed: this.confirmed,
-    };
-  }
-
-  get createdAt(): number {
-    return this.#frozen ? this.#frozen.createdAt : this.columns.createdAt[this.slot];
-  }
-  get expiresAt(): number {
-    return this.#frozen ? this.#frozen.expiresAt : this.columns.expiresAt[this.slot];
-  }
-  set expiresAt(v: number) {
-    if (this.#frozen) this.#frozen.expiresAt = v;
-    else this.columns.expiresAt[this.slot] = v;
-  }
-  get confirmed(): boolean {
-    return this.#frozen ? this.#frozen.confirmed : this.columns.state[this.slot] === CONFIRMED;
-  }
-}
 
 /** Pending handshakes and sessions, by index. */
 export class IndexTable {
-  readonly #pending = new Map<number, PendingHandshake>();
+  /** The capacities in force. */
   readonly limits: IndexTableLimits;
-  readonly #columns: Columns;
-  readonly #maxSlots: number;
-  #slots: number;
-  /** Slots ever used: slots below it are live or on the free list. */
-  #used = 0;
-  #free = NONE;
-  // Age-ordered lists (insertion order is age order): eviction and expiry are O(1) per session.
-  #unconfirmedHead = NONE;
-  #unconfirmedTail = NONE;
-  #unconfirmedCount = 0;
-  #confirmedHead = NONE;
-  #confirmedTail = NONE;
-  #confirmedCount = 0;
-  // index -> side + 1, open addressing with linear probing; 0 marks an empty bucket (so new
-  // arrays need no filling, and their pages cost memory only once used).
-  #hashIndex: Uint32Array;
-  #hashSide: Int32Array;
-  #hashMask: number;
-  #hashCount = 0;
-  readonly #seed: number;
-  /** The object views handed out, by slot (see the module comment). */
-  #views: (SessionView | undefined)[] = [];
+  readonly #pending = new PendingHandshakes();
+  readonly #hash: IndexHash;
+  readonly #columns: SlotColumns;
+  readonly #slots: SessionSlots;
 
   /**
-   * A table with the given capacities. `seed` keys the index hash: indices come from the
-   * network, and an attacker who could predict where they land could make lookups slow.
+   * A table with the given capacities. `seed` keys the index hash (see {@link IndexHash}).
    * `preallocate` is how many session slots to allocate at once (tests make it small to see
    * the columns grow).
    */
   constructor(limits: IndexTableLimits, seed = 0x2545f491, preallocate = PREALLOCATED_SLOTS) {
     this.limits = limits;
     // Unconfirmed sessions are capped at maxPending, confirmed ones at maxSessions.
-    this.#maxSlots = limits.maxSessions + limits.maxPending;
-    this.#slots = Math.max(1, Math.min(preallocate, this.#maxSlots));
-    this.#columns = new Columns(this.#slots);
-    this.#seed = seed | 1;
-    this.#hashIndex = new Uint32Array(INITIAL_BUCKETS);
-    this.#hashSide = new Int32Array(INITIAL_BUCKETS);
-    this.#hashMask = INITIAL_BUCKETS - 1;
+    const maxSlots = limits.maxSessions + limits.maxPending;
+    const slots = Math.max(1, Math.min(preallocate, maxSlots));
+    this.#columns = new SlotColumns(slots);
+    this.#slots = new SessionSlots(this.#columns, slots, maxSlots);
+    this.#hash = new IndexHash(seed);
   }
 
   /** Number of pending handshakes. */
@@ -460,147 +84,20 @@ export class IndexTable {
 
   /** Number of sessions awaiting their initiator's first transport packet. */
   get unconfirmedCount(): number {
-    return this.#unconfirmedCount;
+    return this.#slots.unconfirmed.count;
   }
 
   /** Number of confirmed sessions. */
   get sessionCount(): number {
-    return this.#confirmedCount;
+    return this.#slots.confirmed.count;
   }
 
-  // ---- the index hash ------------------------------------------------------------------------
-
-  #bucket(index: number): number {
-    let h = Math.imul(index ^ this.#seed, 0x9e3779b1);
-    h ^= h >>> 15;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    return h & this.#hashMask;
-  }
+  // ---- sides and slots (the relay's hot paths) ------------------------------------------------
 
   /** The side that owns `index` (the destination of a packet carrying it), or -1. */
   sideOf(index: number): number {
-    const keys = this.#hashIndex, sides = this.#hashSide, mask = this.#hashMask;
-    for (let b = this.#bucket(index);; b = (b + 1) & mask) {
-      const side = sides[b];
-      if (side === 0) return NONE;
-      if (keys[b] === index) return side - 1;
-    }
+    return this.#hash.sideOf(index);
   }
-
-  #hashInsert(index: number, side: number): void {
-    // Linear probing stays quick up to three quarters full; the buckets double past that.
-    if (4 * (this.#hashCount + 1) > 3 * (this.#hashMask + 1)) {
-      this.#rehash(2 * (this.#hashMask + 1));
-    }
-    this.#hashCount++;
-    const mask = this.#hashMask;
-    let b = this.#bucket(index);
-    while (this.#hashSide[b] !== 0) b = (b + 1) & mask;
-    this.#hashIndex[b] = index;
-    this.#hashSide[b] = side + 1;
-  }
-
-  /** Removes `index`, shifting later entries of its probe run back (no tombstones). */
-  #hashDelete(index: number): void {
-    const keys = this.#hashIndex, sides = this.#hashSide, mask = this.#hashMask;
-    let b = this.#bucket(index);
-    while (sides[b] !== 0 && keys[b] !== index) b = (b + 1) & mask;
-    if (sides[b] === 0) return;
-    this.#hashCount--;
-    let hole = b;
-    for (let j = (hole + 1) & mask; sides[j] !== 0; j = (j + 1) & mask) {
-      const home = this.#bucket(keys[j]);
-      // Move j into the hole unless its home lies cyclically in (hole, j].
-      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
-      if (stays) continue;
-      keys[hole] = keys[j];
-      sides[hole] = sides[j];
-      hole = j;
-    }
-    sides[hole] = 0;
-  }
-
-  // ---- slots ---------------------------------------------------------------------------------
-
-  #allocate(): number {
-    if (this.#free !== NONE) {
-      const slot = this.#free;
-      this.#free = this.#columns.next[slot];
-      return slot;
-    }
-    if (this.#used === this.#slots) {
-      const slots = Math.min(this.#maxSlots, 2 * this.#slots);
-      if (slots === this.#slots) return NONE;
-      this.#columns.grow(slots);
-      this.#slots = slots;
-    }
-    return this.#used++;
-  }
-
-  /** Moves every live index into `buckets` buckets. */
-  #rehash(buckets: number): void {
-    const keys = this.#hashIndex, sides = this.#hashSide;
-    this.#hashIndex = new Uint32Array(buckets);
-    this.#hashSide = new Int32Array(buckets);
-    this.#hashMask = buckets - 1;
-    for (let b = 0; b < keys.length; b++) {
-      if (sides[b] === 0) continue;
-      let to = this.#bucket(keys[b]);
-      while (this.#hashSide[to] !== 0) to = (to + 1) & this.#hashMask;
-      this.#hashIndex[to] = keys[b];
-      this.#hashSide[to] = sides[b];
-    }
-  }
-
-  #release(slot: number): void {
-    const c = this.#columns;
-    const view = this.#views[slot];
-    if (view !== undefined) {
-      view.freeze();
-      this.#views[slot] = undefined;
-    }
-    c.state[slot] = FREE;
-    c.generation[slot]++;
-    c.endpoint[2 * slot] = c.endpoint[2 * slot + 1] = undefined;
-    c.home[2 * slot] = c.home[2 * slot + 1] = undefined;
-    c.key[2 * slot] = c.key[2 * slot + 1] = undefined;
-    c.next[slot] = this.#free;
-    this.#free = slot;
-  }
-
-  #append(slot: number, confirmed: boolean): void {
-    const c = this.#columns;
-    const tail = confirmed ? this.#confirmedTail : this.#unconfirmedTail;
-    c.prev[slot] = tail;
-    c.next[slot] = NONE;
-    if (tail !== NONE) c.next[tail] = slot;
-    if (confirmed) {
-      if (this.#confirmedHead === NONE) this.#confirmedHead = slot;
-      this.#confirmedTail = slot;
-      this.#confirmedCount++;
-    } else {
-      if (this.#unconfirmedHead === NONE) this.#unconfirmedHead = slot;
-      this.#unconfirmedTail = slot;
-      this.#unconfirmedCount++;
-    }
-  }
-
-  #unlink(slot: number): void {
-    const c = this.#columns;
-    const confirmed = c.state[slot] === CONFIRMED;
-    const prev = c.prev[slot], next = c.next[slot];
-    if (prev !== NONE) c.next[prev] = next;
-    else if (confirmed) this.#confirmedHead = next;
-    else this.#unconfirmedHead = next;
-    if (next !== NONE) c.prev[next] = prev;
-    else if (confirmed) this.#confirmedTail = prev;
-    else this.#unconfirmedTail = prev;
-    if (confirmed) this.#confirmedCount--;
-    else this.#unconfirmedCount--;
-  }
-
-  // ---- the numeric API (the relay's hot paths) ---------------------------------------------
 
   /** The session of a side. */
   slotOf(side: number): number {
@@ -653,7 +150,7 @@ export class IndexTable {
     column[side] = endpoint;
   }
 
-  /** A side's last proven address (see `Columns.home`). */
+  /** A side's last proven address (see `SlotColumns.home`). */
   homeOf(side: number): Endpoint {
     return this.#columns.home[side]!;
   }
@@ -700,20 +197,20 @@ export class IndexTable {
 
   /** Whether a session's initiator has sent a transport packet from its address. */
   isConfirmed(slot: number): boolean {
-    return this.#columns.state[slot] === CONFIRMED;
+    return this.#slots.isConfirmed(slot);
   }
 
-  // Reads for the status page: a walk over every session that makes no object per session,
-  // by slot number, so that it can pause between steps while the table changes.
+  // ---- reads for the status page: a walk over every session by slot number that makes no
+  // object per session, so that it can pause between steps while the table changes ----------
 
   /** Slots ever used: every live session's slot is below it. */
   get slotsUsed(): number {
-    return this.#used;
+    return this.#slots.used;
   }
 
   /** Whether `slot` holds a session (confirmed or not). */
   isLive(slot: number): boolean {
-    return this.#columns.state[slot] !== FREE;
+    return this.#slots.isLive(slot);
   }
 
   /** When a session was linked (ms). */
@@ -731,102 +228,37 @@ export class IndexTable {
     return this.#columns.lastSeen[side];
   }
 
-  /**
-   * The session in `slot` as an object, for events and tools: the view handed out before if
-   * there is one, otherwise a new one that is not kept (so the hot paths leave no objects).
-   */
+  /** The live session in `slot` as plain data (allocates: events, status, tests). */
   describe(slot: number): Session {
-    return this.#views[slot] ??
-      new SessionView(this.#columns, slot, this.#columns.generation[slot]);
+    return describeSlot(this.#columns, slot, this.#slots.isConfirmed(slot));
   }
 
-  /** The session in `slot` as an object that keeps today's values once the slot is reused. */
-  snapshot(slot: number): Session {
-    const view = this.#views[slot];
-    if (view !== undefined) return view; // frozen by #release when the session ends
-    const copy = new SessionView(this.#columns, slot, this.#columns.generation[slot]);
-    copy.freeze();
-    return copy;
-  }
-
-  // ---- the object API (status pages, reloads, tests) ----------------------------------------
-
-  /** The session in `slot` as an object, kept until the session ends: one view per session. */
-  #view(slot: number): SessionView {
-    let view = this.#views[slot];
-    if (view === undefined) {
-      view = new SessionView(this.#columns, slot, this.#columns.generation[slot]);
-      this.#views[slot] = view;
-    }
-    return view;
-  }
-
-  #slotOfSession(session: Session | number): number {
-    if (typeof session === "number") return session;
-    const view = session as SessionView;
-    return view instanceof SessionView && view.live ? view.slot : NONE;
-  }
+  // ---- pending handshakes -------------------------------------------------------------------
 
   /** Whether an index is taken by a pending handshake or a live session. */
   inUse(index: number): boolean {
-    return this.#pending.has(index) || this.sideOf(index) !== NONE;
+    return this.#pending.has(index) || this.#hash.sideOf(index) !== NO_SIDE;
   }
 
   /** The pending handshake with this initiator index, if alive. */
   pending(index: number, now: number): PendingHandshake | undefined {
-    const p = this.#pending.get(index);
-    if (p && p.createdAt + PENDING_TTL_MS < now) {
-      this.#dropPending(p);
-      return undefined;
-    }
-    return p;
-  }
-
-  /** The session side that owns `index`, as an object (see {@link IndexTable.sideOf}). */
-  side(index: number): SessionSide | undefined {
-    const side = this.sideOf(index);
-    if (side === NONE) return undefined;
-    const view = this.#view(side >> 1);
-    return side & 1 ? view.responder : view.initiator;
+    return this.#pending.find(index, now);
   }
 
   /**
-   * Records a pending handshake. Returns the evicted one: the source's own oldest when it
-   * already has its share, else the oldest of all when the table was full. Evicting the oldest
-   * rather than refusing the newest means a spoofer sending initiations "from" a peer's address
-   * cannot keep that peer's own new handshake out: the peer's newest always gets in.
+   * Records a pending handshake. Returns the evicted one, if the source or the table was at its
+   * cap (see {@link PendingHandshakes.add}).
    */
   addPending(p: PendingHandshake): PendingHandshake | undefined {
-    let evicted: PendingHandshake | undefined;
-    if (p.initiator.pendingCount >= this.limits.maxPendingPerSource) {
-      for (const q of this.#pending.values()) {
-        if (q.initiator !== p.initiator) continue;
-        this.#dropPending(q);
-        evicted = q;
-        break;
-      }
-    }
-    if (this.#pending.size >= this.limits.maxPending) {
-      evicted = this.#pending.values().next().value!;
-      this.#dropPending(evicted);
-    }
-    this.#pending.set(p.index, p);
-    p.initiator.pendingCount++;
-    keepEndpoint(p.initiator, p.createdAt + PENDING_TTL_MS);
-    return evicted;
+    return this.#pending.add(p, this.limits.maxPending, this.limits.maxPendingPerSource);
   }
 
   /** Forgets a pending handshake (its answer proved forged: it will not be answered again). */
   dropPending(p: PendingHandshake): void {
-    this.#dropPending(p);
+    this.#pending.drop(p);
   }
 
-  #dropPending(p: PendingHandshake): void {
-    if (this.#pending.get(p.index) === p) {
-      this.#pending.delete(p.index);
-      p.initiator.pendingCount--;
-    }
-  }
+  // ---- session life ---------------------------------------------------------------------------
 
   /**
    * Links a pending handshake with the responder's index into an unconfirmed session and
@@ -844,29 +276,27 @@ export class IndexTable {
     onEvicted?: (session: Session) => void,
     responderDeliver = responderIndex,
   ): number {
-    this.#dropPending(p);
-    if (this.#unconfirmedCount >= this.limits.maxPending) {
-      const oldest = this.#unconfirmedHead;
-      const evicted = this.snapshot(oldest);
+    this.#pending.drop(p);
+    if (this.#slots.unconfirmed.count >= this.limits.maxPending) {
+      const oldest = this.#slots.unconfirmed.head;
+      const evicted = this.describe(oldest);
       this.removeSlot(oldest);
       onEvicted?.(evicted);
     }
-    const slot = this.#allocate();
     // Cannot fail: unconfirmed sessions are capped at maxPending and confirmed ones at
     // maxSessions, and there are that many slots.
+    const slot = this.#slots.allocate();
     const c = this.#columns;
     const i = 2 * slot, r = i + 1;
     c.index[i] = p.index;
     c.index[r] = responderIndex;
     c.deliver[i] = p.deliverIndex ?? p.index;
     c.deliver[r] = responderDeliver;
-    c.endpoint[i] = p.initiator;
-    c.endpoint[r] = responder;
+    c.endpoint[i] = c.home[i] = p.initiator;
+    c.endpoint[r] = c.home[r] = responder;
     p.initiator.sessionRefs++;
     responder.sessionRefs++;
     c.key[i] = initiatorKey;
-    c.home[i] = p.initiator;
-    c.home[r] = responder;
     c.key[r] = p.target;
     c.counterHigh[i] =
       c.counterHigh[r] =
@@ -881,131 +311,96 @@ export class IndexTable {
     c.lastSeen[i] = c.lastSeen[r] = now;
     c.createdAt[slot] = now;
     c.expiresAt[slot] = now + UNCONFIRMED_TTL_MS;
-    c.state[slot] = UNCONFIRMED;
-    this.#append(slot, false);
-    this.#hashInsert(p.index, i);
-    this.#hashInsert(responderIndex, r);
+    this.#slots.append(slot, false);
+    this.#hash.insert(p.index, i);
+    this.#hash.insert(responderIndex, r);
     keepEndpoint(p.initiator, c.expiresAt[slot]);
     keepEndpoint(responder, c.expiresAt[slot]);
     return slot;
   }
 
-  /** {@link IndexTable.linkSlot} for the object API: the session and any evicted one. */
-  link(
-    p: PendingHandshake,
-    responderIndex: number,
-    responder: Endpoint,
-    initiatorKey: PeerKey,
-    now: number,
-  ): { session: Session; evicted?: Session } {
-    let evicted: Session | undefined;
-    const slot = this.linkSlot(p, responderIndex, responder, initiatorKey, now, (s) => {
-      evicted = s;
-    });
-    return { session: this.#view(slot), evicted };
-  }
-
   /**
-   * Promotes a session on its initiator's first transport packet at `now`. Refused (false) when
-   * the table of confirmed sessions is full: established sessions are never pushed out by new
-   * ones. The session lives SESSION_TTL_MS from now: both peers made their keys before this
-   * packet, so that outlasts them, and counting from confirmation keeps the confirmed list in
-   * expiry order, which is what lets expire() stop at the first live session.
+   * Promotes the session in `slot` on its initiator's first transport packet at `now` (true,
+   * changing nothing, when there is no unconfirmed session in `slot`). Refused (false) when the
+   * table of confirmed sessions is full: established sessions are never pushed out by new ones.
+   * The session lives SESSION_TTL_MS from now: both peers made their keys before this packet,
+   * so that outlasts them, and counting from confirmation keeps the confirmed list in expiry
+   * order, which is what lets expire() stop at the first live session.
    */
-  confirm(session: Session | number, now: number): boolean {
-    const slot = this.#slotOfSession(session);
+  confirm(slot: number, now: number): boolean {
+    const slots = this.#slots;
+    if (!slots.isLive(slot) || slots.isConfirmed(slot)) return true;
+    if (slots.confirmed.count >= this.limits.maxSessions) return false;
+    slots.unlink(slot);
+    slots.append(slot, true);
     const c = this.#columns;
-    if (slot === NONE || c.state[slot] !== UNCONFIRMED) return slot !== NONE;
-    if (this.#confirmedCount >= this.limits.maxSessions) return false;
-    this.#unlink(slot);
-    c.state[slot] = CONFIRMED;
-    this.#append(slot, true);
     c.expiresAt[slot] = now + SESSION_TTL_MS;
     keepEndpoint(c.endpoint[2 * slot]!, c.expiresAt[slot]);
     keepEndpoint(c.endpoint[2 * slot + 1]!, c.expiresAt[slot]);
     return true;
   }
 
-  /** Removes a session (a slot, or an object from the object API) and frees both indices. */
-  remove(session: Session | number): void {
-    const slot = this.#slotOfSession(session);
-    if (slot !== NONE) this.removeSlot(slot);
-  }
-
-  /** Removes the session in `slot`; harmless for a free slot. */
+  /** Removes the session in `slot` and frees both its indices; harmless for a free slot. */
   removeSlot(slot: number): void {
+    if (!this.#slots.isLive(slot)) return;
     const c = this.#columns;
-    if (c.state[slot] === FREE) return;
     c.endpoint[2 * slot]!.sessionRefs--;
     c.endpoint[2 * slot + 1]!.sessionRefs--;
-    this.#hashDelete(c.index[2 * slot]);
-    this.#hashDelete(c.index[2 * slot + 1]);
-    this.#unlink(slot);
-    this.#release(slot);
+    this.#hash.delete(c.index[2 * slot]);
+    this.#hash.delete(c.index[2 * slot + 1]);
+    this.#slots.unlink(slot);
+    this.#slots.release(slot);
+    c.forget(slot);
   }
 
   /**
-   * Removes everything whose time has passed. Sessions are visited oldest first and the walk
-   * stops at the first live one, so a call costs what it removes.
+   * Removes everything whose time has passed, handing each session to `onExpired` as it was.
+   * Sessions are visited oldest first and the walk stops at the first live one, so a call costs
+   * what it removes.
    */
   expire(now: number, onExpired: (session: Session) => void): void {
-    for (const p of this.#pending.values()) {
-      if (p.createdAt + PENDING_TTL_MS >= now) break;
-      this.#dropPending(p);
-    }
-    const c = this.#columns;
-    for (const confirmed of [false, true]) {
-      for (;;) {
-        const slot = confirmed ? this.#confirmedHead : this.#unconfirmedHead;
-        if (slot === NONE || c.expiresAt[slot] >= now) break;
-        const session = this.snapshot(slot);
+    this.#pending.expire(now);
+    const expiresAt = this.#columns.expiresAt;
+    for (const list of [this.#slots.unconfirmed, this.#slots.confirmed]) {
+      while (list.head !== NO_SLOT && expiresAt[list.head] < now) {
+        const slot = list.head;
+        const session = this.describe(slot);
         this.removeSlot(slot);
         onExpired(session);
       }
     }
   }
 
-  /** Every live session as an object, confirmed first (allocates; not for the hot path). */
-  sessions(): Session[] {
-    const out: Session[] = [];
-    for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
-      for (let slot = head; slot !== NONE; slot = this.#columns.next[slot]) {
-        out.push(this.#view(slot));
-      }
-    }
-    return out;
-  }
-
-  /**
-   * Every live session as an object that is not kept (for status pages and reloads: unlike
-   * {@link IndexTable.sessions}, calling this leaves no objects behind). Writing a side's `key`
-   * or `endpoint` through these objects changes the table.
-   */
+  /** Every live session as plain data, confirmed first, each list oldest first. */
   list(): Session[] {
     const out: Session[] = [];
-    for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
-      for (let slot = head; slot !== NONE; slot = this.#columns.next[slot]) {
+    for (const list of [this.#slots.confirmed, this.#slots.unconfirmed]) {
+      for (let slot = list.head; slot !== NO_SLOT; slot = this.#slots.next(slot)) {
         out.push(this.describe(slot));
       }
     }
     return out;
   }
 
-  /** Removes every session for which `keep` returns false (used when the config changes). */
-  retain(keep: (session: Session) => boolean): Session[] {
+  /**
+   * Removes every session whose slot `keep` returns false for (used when the config changes:
+   * `keep` may change the session's keys with {@link IndexTable.setKey}), and drops every
+   * pending handshake. Returns the removed sessions as they were.
+   */
+  retain(keep: (slot: number) => boolean): Session[] {
     const removed: Session[] = [];
-    for (const view of this.list()) {
-      const session = view as SessionView;
-      if (!keep(session)) {
-        const slot = session.slot;
-        const gone = this.snapshot(slot);
-        this.removeSlot(slot);
-        removed.push(gone);
-      }
+    const { count, slots } = this.listSessions();
+    for (let i = 0; i < count; i++) {
+      const slot = slots[i];
+      if (keep(slot)) continue;
+      removed.push(this.describe(slot));
+      this.removeSlot(slot);
     }
-    for (const p of [...this.#pending.values()]) this.#dropPending(p);
+    this.#pending.clear();
     return removed;
   }
+
+  // ---- snapshots ------------------------------------------------------------------------------
 
   /**
    * The live sessions as a list to read one by one later (for snapshots): confirmed first,
@@ -1013,14 +408,14 @@ export class IndexTable {
    * sessions themselves are read by {@link IndexTable.copySession} as the encoder reaches them.
    */
   listSessions(): SessionList {
-    const c = this.#columns;
-    const count = this.#confirmedCount + this.#unconfirmedCount;
+    const s = this.#slots;
+    const count = s.confirmed.count + s.unconfirmed.count;
     const slots = new Int32Array(count), generations = new Uint32Array(count);
     let i = 0;
-    for (const head of [this.#confirmedHead, this.#unconfirmedHead]) {
-      for (let slot = head; slot !== NONE; slot = c.next[slot], i++) {
+    for (const list of [s.confirmed, s.unconfirmed]) {
+      for (let slot = list.head; slot !== NO_SLOT; slot = s.next(slot), i++) {
         slots[i] = slot;
-        generations[i] = c.generation[slot];
+        generations[i] = s.generation(slot);
       }
     }
     return { count, slots, generations };
@@ -1031,23 +426,24 @@ export class IndexTable {
    * `generation`; false when that session has ended since it was listed.
    */
   copySession(slot: number, generation: number, out: SessionColumns): boolean {
+    const s = this.#slots;
+    if (s.generation(slot) !== generation || !s.isLive(slot)) return false;
     const c = this.#columns;
-    if (c.generation[slot] !== generation || c.state[slot] === FREE) return false;
-    for (let s = 0; s < 2; s++) {
-      const from = 2 * slot + s;
-      out.index[s] = c.index[from];
-      out.deliver[s] = c.deliver[from];
-      out.endpoint[s] = c.endpoint[from]!;
-      out.key[s] = c.key[from]!;
-      out.counterHigh[s] = c.counterHigh[from];
-      out.counterLow[s] = c.counterLow[from];
-      out.packets[s] = c.packets[from];
-      out.bytes[s] = c.bytes[from];
-      out.lastSeen[s] = c.lastSeen[from];
+    for (let side = 0; side < 2; side++) {
+      const from = 2 * slot + side;
+      out.index[side] = c.index[from];
+      out.deliver[side] = c.deliver[from];
+      out.endpoint[side] = c.endpoint[from]!;
+      out.key[side] = c.key[from]!;
+      out.counterHigh[side] = c.counterHigh[from];
+      out.counterLow[side] = c.counterLow[from];
+      out.packets[side] = c.packets[from];
+      out.bytes[side] = c.bytes[from];
+      out.lastSeen[side] = c.lastSeen[from];
     }
     out.createdAt[0] = c.createdAt[slot];
     out.expiresAt[0] = c.expiresAt[slot];
-    out.confirmed[0] = c.state[slot] === CONFIRMED ? 1 : 0;
+    out.confirmed[0] = s.isConfirmed(slot) ? 1 : 0;
     return true;
   }
 
@@ -1060,24 +456,18 @@ export class IndexTable {
     const a = from.index[2 * i], b = from.index[2 * i + 1];
     if (a === b || this.inUse(a) || this.inUse(b)) return false;
     const confirmed = from.confirmed[i] === 1;
-    if (
-      confirmed
-        ? this.#confirmedCount >= this.limits.maxSessions
-        : this.#unconfirmedCount >= this.limits.maxPending
-    ) {
-      return false;
-    }
-    const slot = this.#allocate();
-    if (slot === NONE) return false;
+    const list = confirmed ? this.#slots.confirmed : this.#slots.unconfirmed;
+    if (list.count >= (confirmed ? this.limits.maxSessions : this.limits.maxPending)) return false;
+    const slot = this.#slots.allocate();
+    if (slot === NO_SLOT) return false;
     const c = this.#columns;
-    for (let s = 0; s < 2; s++) {
-      const to = 2 * slot + s, at = 2 * i + s;
+    for (let side = 0; side < 2; side++) {
+      const to = 2 * slot + side, at = 2 * i + side;
       c.index[to] = from.index[at];
       c.deliver[to] = from.deliver[at];
-      c.endpoint[to] = from.endpoint[at];
+      c.endpoint[to] = c.home[to] = from.endpoint[at];
       from.endpoint[at].sessionRefs++;
       c.key[to] = from.key[at];
-      c.home[to] = from.endpoint[at];
       c.counterHigh[to] = from.counterHigh[at];
       c.counterLow[to] = from.counterLow[at];
       c.packets[to] = from.packets[at];
@@ -1087,10 +477,9 @@ export class IndexTable {
     }
     c.createdAt[slot] = from.createdAt[i];
     c.expiresAt[slot] = from.expiresAt[i];
-    c.state[slot] = confirmed ? CONFIRMED : UNCONFIRMED;
-    this.#append(slot, confirmed);
-    this.#hashInsert(a, 2 * slot);
-    this.#hashInsert(b, 2 * slot + 1);
+    this.#slots.append(slot, confirmed);
+    this.#hash.insert(a, 2 * slot);
+    this.#hash.insert(b, 2 * slot + 1);
     return true;
   }
 }

@@ -160,12 +160,14 @@ export class Relay {
    */
   reconfigure(registry: KeyRegistry, now: number): { kept: number; removed: number } {
     const state = this.#state;
-    const removed = state.table.retain((session) => {
-      const initiator = registry.find(session.initiator.key.base64);
-      const responder = registry.find(session.responder.key.base64);
+    const table = state.table;
+    const removed = table.retain((slot) => {
+      const i = table.initiatorOf(slot), r = table.responderOf(slot);
+      const initiator = registry.find(table.keyOf(i).base64);
+      const responder = registry.find(table.keyOf(r).base64);
       if (!initiator || !responder || !registry.shareGroup(initiator, responder)) return false;
-      session.initiator.key = initiator;
-      session.responder.key = responder;
+      table.setKey(i, initiator);
+      table.setKey(r, responder);
       return true;
     });
     for (const session of removed) state.ended(session, "config");
@@ -183,7 +185,7 @@ export class Relay {
       if (kept) state.directory.learn(kept, endpoint, seenAt);
     }
     // Keys with no location yet are learned from the sessions that survive.
-    const sessions = state.table.list();
+    const sessions = table.list();
     for (const session of sessions) {
       const { initiator, responder } = session;
       state.directory.learn(responder.key, responder.endpoint, now);

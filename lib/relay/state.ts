@@ -24,7 +24,8 @@ import {
 } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
 import type { RelayEvent } from "./events.ts";
-import { IndexTable, type Session, type SessionSide } from "./index_table.ts";
+import { IndexTable } from "./index_table.ts";
+import type { Session, SessionSide } from "./session.ts";
 import { KeyDirectory } from "../peers/key_directory.ts";
 import { KeyMatcher } from "../peers/key_matcher.ts";
 import { FirstContact } from "./first_contact.ts";

@@ -148,7 +148,7 @@ function roam(
 function confirm(state: RelayState, slot: number, now: number): boolean {
   const table = state.table;
   if (!table.confirm(slot, now)) {
-    const session = table.snapshot(slot);
+    const session = table.describe(slot);
     table.removeSlot(slot);
     state.ended(session, "evicted");
     return false;

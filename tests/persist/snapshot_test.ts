@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
-import { SESSION_TTL_MS } from "../../lib/relay/index_table.ts";
+import { SESSION_TTL_MS } from "../../lib/relay/lifetimes.ts";
 import {
   decodeSnapshot,
   encodeSnapshot,
@@ -301,7 +301,7 @@ Deno.test("a session that ends while the snapshot is written is left out, the re
   const steps = encodeSnapshot(h.relay.capture(h.now, WALL, () => ""), 16);
   // The first step stops after the first session (A-B); C-D ends before the second is read.
   const chunks = [steps.next().value!.slice()];
-  table.remove(table.slotOf(table.sideOf(cd.aIndex)));
+  table.removeSlot(table.slotOf(table.sideOf(cd.aIndex)));
   for (const chunk of steps) chunks.push(chunk.slice());
   const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   chunks.reduce((at, c) => (bytes.set(c, at), at + c.length), 0);

@@ -1,10 +1,11 @@
 /**
  * The index table's typed-array layout against a plain Map model: growth, the open-addressing
- * hash with backward-shift deletion, slot reuse, and object views that outlive their session.
+ * hash with backward-shift deletion, slot reuse, and descriptions that outlive their session.
  */
 import assert from "node:assert/strict";
 import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
-import { IndexTable, SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/index_table.ts";
+import { IndexTable } from "../../lib/relay/index_table.ts";
+import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/lifetimes.ts";
 import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
 import { Prng } from "../../testing/prng.ts";
 import { randomKey } from "../../testing/wire.ts";
@@ -74,26 +75,25 @@ Deno.test("the hash finds every live index and no removed one, across growth and
   }
 });
 
-Deno.test("freed slots are reused, and a view of an ended session keeps its values", () => {
+Deno.test("freed slots are reused, and a description of an ended session keeps its values", () => {
   const { table, add, kI } = setup(4);
   const first = add(10, 20, 1000);
-  const view = table.side(10)!.session;
   table.countPacket(table.initiatorOf(first), 100, 1500);
+  const ended = table.describe(first);
   table.removeSlot(first);
   assert.equal(table.sideOf(10), -1);
   const again = add(30, 40, 2000);
   assert.equal(again, first, "the slot is reused");
-  // The old view still shows the old session, not the slot's new one.
-  assert.equal(view.initiator.index, 10);
-  assert.equal(view.initiator.bytes, 100);
-  assert.equal(view.initiator.key, kI);
-  assert.equal(view.expiresAt, 1000 + SESSION_TTL_MS);
-  assert.equal(table.side(30)!.index, 30);
-  table.remove(view); // ended: removing it again must not touch the slot's new session
+  // The old description still shows the old session, not the slot's new one.
+  assert.equal(ended.initiator.index, 10);
+  assert.equal(ended.initiator.bytes, 100);
+  assert.equal(ended.initiator.key, kI);
+  assert.equal(ended.expiresAt, 1000 + SESSION_TTL_MS);
+  assert.equal(table.describe(again).initiator.index, 30);
   assert.equal(table.sideOf(30), table.initiatorOf(again));
 });
 
-Deno.test("the numeric API and the object views see the same session", () => {
+Deno.test("the numeric API and describe() see the same session", () => {
   const { table, add, kR } = setup(4);
   const slot = add(1, 2, 0);
   const i = table.initiatorOf(slot), r = table.responderOf(slot);
@@ -103,10 +103,10 @@ Deno.test("the numeric API and the object views see the same session", () => {
   table.setCounter(i, 7, 1);
   assert.equal(table.counterAhead(i, 8, 1), 1);
   assert.equal(table.counterAhead(i, 0, 2), 2 ** 32 - 7);
-  const s = table.sessions()[0];
+  const s = table.describe(slot);
   assert.equal(s.initiator.counterLow, 7);
   assert.equal(s.initiator.counterHigh, 1);
-  s.responder.key = kR; // writes go through to the table
+  table.setKey(r, kR);
   assert.equal(table.keyOf(r), kR);
   assert.equal(table.list()[0].responder.key, kR);
 });

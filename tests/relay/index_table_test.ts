@@ -1,15 +1,10 @@
 import assert from "node:assert/strict";
 import { REJECT_AFTER_TIME_MS, REKEY_TIMEOUT_MS } from "../../lib/wire/constants.ts";
 import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
-import {
-  IndexTable,
-  type IndexTableLimits,
-  PENDING_TTL_MS,
-  type PendingHandshake,
-  type Session,
-  SESSION_TTL_MS,
-  UNCONFIRMED_TTL_MS,
-} from "../../lib/relay/index_table.ts";
+import { IndexTable, type IndexTableLimits } from "../../lib/relay/index_table.ts";
+import { PENDING_TTL_MS, SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/lifetimes.ts";
+import type { PendingHandshake } from "../../lib/relay/pending.ts";
+import type { Session } from "../../lib/relay/session.ts";
 import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
 import { INITIATOR_PUBLIC_KEY, RESPONDER_PUBLIC_KEY } from "../fixtures/handshake.ts";
 
@@ -32,11 +27,16 @@ function setup(limits: Partial<IndexTableLimits> = {}) {
     forwardedTo: to,
     createdAt: now,
   });
-  /** Adds a pending handshake from port `from` and links it with a response from port `to`. */
+  /**
+   * Adds a pending handshake from port `from` and links it with a response from port `to`:
+   * the session's slot, and the session it evicted if any.
+   */
   const session = (index: number, responderIndex: number, now: number, from = 1, to = 2) => {
     const p = pending(index, at(from), now, [at(to)]);
     assert.equal(table.addPending(p), undefined);
-    return table.link(p, responderIndex, at(to), initiatorKey, now);
+    let evicted: Session | undefined;
+    const slot = table.linkSlot(p, responderIndex, at(to), initiatorKey, now, (s) => evicted = s);
+    return { slot, evicted };
   };
   return { table, at, pending, session, initiatorKey, responderKey };
 }
@@ -112,9 +112,10 @@ Deno.test("addPending() keeps the initiator's endpoint at least as long as the p
   assert.ok(source.keepUntil >= 5000 + PENDING_TTL_MS);
 });
 
-Deno.test("link() turns a pending handshake into an unconfirmed session with both sides", () => {
+Deno.test("linkSlot() turns a pending handshake into an unconfirmed session with both sides", () => {
   const { table, at, session, initiatorKey, responderKey } = setup();
-  const { session: s, evicted } = session(10, 20, 1000);
+  const { slot, evicted } = session(10, 20, 1000);
+  const s = table.describe(slot);
   assert.equal(evicted, undefined);
   assert.equal(table.pendingCount, 0);
   assert.equal(table.unconfirmedCount, 1);
@@ -122,10 +123,10 @@ Deno.test("link() turns a pending handshake into an unconfirmed session with bot
   assert.equal(s.confirmed, false);
   assert.equal(s.createdAt, 1000);
   assert.equal(s.expiresAt, 1000 + UNCONFIRMED_TTL_MS);
-  assert.equal(table.side(10), s.initiator);
-  assert.equal(table.side(20), s.responder);
-  assert.equal(s.initiator.other, s.responder);
-  assert.equal(s.responder.other, s.initiator);
+  assert.equal(table.sideOf(10), table.initiatorOf(slot));
+  assert.equal(table.sideOf(20), table.responderOf(slot));
+  assert.equal(table.otherOf(table.sideOf(10)), table.sideOf(20));
+  assert.equal(table.otherOf(table.sideOf(20)), table.sideOf(10));
   assert.equal(s.initiator.endpoint, at(1));
   assert.equal(s.responder.endpoint, at(2));
   assert.equal(s.initiator.key, initiatorKey);
@@ -136,7 +137,7 @@ Deno.test("link() turns a pending handshake into an unconfirmed session with bot
 
 Deno.test("an unconfirmed session lives exactly UNCONFIRMED_TTL_MS", () => {
   const { table, session } = setup();
-  const { session: s } = session(10, 20, 1000);
+  const s = table.describe(session(10, 20, 1000).slot);
   const expired: Session[] = [];
   table.expire(1000 + UNCONFIRMED_TTL_MS, (x) => expired.push(x));
   assert.equal(table.unconfirmedCount, 1);
@@ -148,8 +149,9 @@ Deno.test("an unconfirmed session lives exactly UNCONFIRMED_TTL_MS", () => {
 
 Deno.test("confirm() makes a session live SESSION_TTL_MS from its confirmation", () => {
   const { table, at, session } = setup();
-  const { session: s } = session(10, 20, 1000);
-  assert.equal(table.confirm(s, s.createdAt), true);
+  const { slot } = session(10, 20, 1000);
+  assert.equal(table.confirm(slot, table.createdAt(slot)), true);
+  const s = table.describe(slot);
   assert.equal(s.confirmed, true);
   assert.equal(table.unconfirmedCount, 0);
   assert.equal(table.sessionCount, 1);
@@ -166,45 +168,46 @@ Deno.test("confirm() makes a session live SESSION_TTL_MS from its confirmation",
 
 Deno.test("confirm() refuses past maxSessions and keeps every established session", () => {
   const { table, session } = setup({ maxSessions: 2 });
-  const a = session(1, 2, 0).session;
-  const b = session(3, 4, 0).session;
-  const c = session(5, 6, 0).session;
-  assert.equal(table.confirm(a, a.createdAt), true);
-  assert.equal(table.confirm(b, b.createdAt), true);
-  assert.equal(table.confirm(c, c.createdAt), false);
+  const a = session(1, 2, 0).slot;
+  const b = session(3, 4, 0).slot;
+  const c = session(5, 6, 0).slot;
+  assert.equal(table.confirm(a, 0), true);
+  assert.equal(table.confirm(b, 0), true);
+  assert.equal(table.confirm(c, 0), false);
   assert.equal(table.sessionCount, 2);
-  assert.equal(c.confirmed, false);
-  for (const s of [a, b]) {
-    assert.equal(table.side(s.initiator.index), s.initiator);
-    assert.equal(table.side(s.responder.index), s.responder);
+  assert.equal(table.isConfirmed(c), false);
+  for (const slot of [a, b]) {
+    const i = table.initiatorOf(slot), r = table.responderOf(slot);
+    assert.equal(table.sideOf(table.indexOf(i)), i);
+    assert.equal(table.sideOf(table.indexOf(r)), r);
   }
   assert.equal(table.unconfirmedCount, 1, "the refused one stays unconfirmed");
 });
 
-Deno.test("link() past maxPending unconfirmed sessions evicts the oldest unconfirmed one", () => {
+Deno.test("linkSlot() past maxPending unconfirmed sessions evicts the oldest unconfirmed one", () => {
   const { table, session } = setup({ maxPending: 2, maxPendingPerSource: 2 });
-  const confirmed = session(100, 200, 0).session;
-  table.confirm(confirmed, confirmed.createdAt);
-  const first = session(1, 2, 10).session;
+  const confirmed = session(100, 200, 0).slot;
+  table.confirm(confirmed, 0);
+  const first = table.describe(session(1, 2, 10).slot);
   session(3, 4, 20);
   const { evicted } = session(5, 6, 30);
-  assert.equal(evicted, first);
+  assert.deepEqual(evicted, first);
   assert.equal(table.unconfirmedCount, 2);
   assert.equal(table.inUse(1) || table.inUse(2), false);
   assert.equal(table.sessionCount, 1, "confirmed sessions are not touched");
-  assert.equal(table.side(100), confirmed.initiator);
+  assert.equal(table.sideOf(100), table.initiatorOf(confirmed));
 });
 
-Deno.test("remove() frees both indices of a session", () => {
+Deno.test("removeSlot() frees both indices of a session", () => {
   const { table, session } = setup();
-  const { session: s } = session(10, 20, 0);
-  table.confirm(s, s.createdAt);
-  table.remove(s);
+  const { slot } = session(10, 20, 0);
+  table.confirm(slot, 0);
+  table.removeSlot(slot);
   assert.equal(table.sessionCount, 0);
-  assert.equal(table.side(10), undefined);
-  assert.equal(table.side(20), undefined);
+  assert.equal(table.sideOf(10), -1);
+  assert.equal(table.sideOf(20), -1);
   assert.equal(table.inUse(10) || table.inUse(20), false);
-  table.remove(s);
+  table.removeSlot(slot);
   assert.equal(table.sessionCount, 0, "removing twice is harmless");
 });
 
@@ -212,8 +215,7 @@ Deno.test("inUse() covers pending indices and both sides of unconfirmed and conf
   const { table, at, pending, session } = setup();
   table.addPending(pending(1, at(5), 0));
   session(2, 3, 0);
-  const { session: s } = session(4, 5, 0);
-  table.confirm(s, s.createdAt);
+  table.confirm(session(4, 5, 0).slot, 0);
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((i) => table.inUse(i)), [
     false,
     true,
@@ -225,35 +227,36 @@ Deno.test("inUse() covers pending indices and both sides of unconfirmed and conf
   ]);
 });
 
-Deno.test("sessions() lists confirmed and unconfirmed sessions", () => {
+Deno.test("list() lists confirmed and unconfirmed sessions, confirmed first", () => {
   const { table, session } = setup();
-  const a = session(1, 2, 0).session;
-  const b = session(3, 4, 0).session;
-  table.confirm(b, b.createdAt);
-  assert.deepEqual(new Set(table.sessions()), new Set([a, b]));
+  const a = session(1, 2, 0).slot;
+  const b = session(3, 4, 0).slot;
+  table.confirm(b, 0);
+  assert.deepEqual(table.list(), [table.describe(b), table.describe(a)]);
 });
 
 Deno.test("retain() removes the sessions the predicate rejects, returns them and drops every pending handshake", () => {
   const { table, at, pending, session } = setup();
-  const keep = session(1, 2, 0).session;
-  const drop = session(3, 4, 0).session;
-  table.confirm(keep, keep.createdAt);
+  const keep = session(1, 2, 0).slot;
+  const drop = session(3, 4, 0).slot;
+  const dropped = table.describe(drop);
+  table.confirm(keep, 0);
   const source = at(7);
   table.addPending(pending(9, source, 0));
-  const removed = table.retain((s) => s === keep);
-  assert.deepEqual(removed, [drop]);
+  const removed = table.retain((slot) => slot === keep);
+  assert.deepEqual(removed, [dropped]);
   assert.equal(table.sessionCount, 1);
   assert.equal(table.unconfirmedCount, 0);
   assert.equal(table.pendingCount, 0);
   assert.equal(source.pendingCount, 0);
-  assert.equal(table.side(1), keep.initiator);
+  assert.equal(table.sideOf(1), table.initiatorOf(keep));
   assert.equal(table.inUse(3) || table.inUse(4) || table.inUse(9), false);
 });
 
 Deno.test("expire() removes sessions in age order and reports each one once", () => {
   const { table, session } = setup();
-  const sessions = [0, 1000, 2000].map((t, i) => session(10 + i, 20 + i, t).session);
-  for (const s of sessions) table.confirm(s, s.createdAt);
+  const slots = [0, 1000, 2000].map((t, i) => session(10 + i, 20 + i, t).slot);
+  for (const slot of slots) table.confirm(slot, table.createdAt(slot));
   const expired: number[] = [];
   const note = (s: Session) => expired.push(s.initiator.index);
   table.expire(1000 + SESSION_TTL_MS + 1, note);
@@ -268,16 +271,17 @@ Deno.test("expire() removes sessions in age order and reports each one once", ()
 // order and expire() may stop at the first live session.
 Deno.test("expire() removes confirmed sessions in expiry order, counted from confirmation", () => {
   const { table, session } = setup();
-  const older = session(1, 2, 0).session;
-  const younger = session(3, 4, 1000).session;
+  const older = session(1, 2, 0).slot;
+  const younger = session(3, 4, 1000).slot;
   table.confirm(younger, 1000); // its initiator spoke at once
   table.confirm(older, 5000); // this one's initiator took longer
-  assert.equal(older.expiresAt, 5000 + SESSION_TTL_MS);
+  assert.equal(table.expiresAt(older), 5000 + SESSION_TTL_MS);
+  const [olderSession, youngerSession] = [table.describe(older), table.describe(younger)];
   const expired: Session[] = [];
   table.expire(1000 + SESSION_TTL_MS + 1, (s) => expired.push(s));
-  assert.deepEqual(expired, [younger]);
+  assert.deepEqual(expired, [youngerSession]);
   table.expire(5000 + SESSION_TTL_MS + 1, (s) => expired.push(s));
-  assert.deepEqual(expired, [younger, older]);
+  assert.deepEqual(expired, [youngerSession, olderSession]);
   assert.equal(table.inUse(1) || table.inUse(3), false);
   assert.equal(table.sessionCount, 0);
 });
