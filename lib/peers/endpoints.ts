@@ -58,8 +58,6 @@ export interface Endpoint {
   pendingCount: number;
   /** The table may forget this endpoint after this time (ms). */
   keepUntil: number;
-  /** Scratch mark used to de-duplicate broadcast targets without allocating a set. */
-  mark: number;
   /** The socket this address was first heard on, as the I/O layer named it: replies go there. */
   readonly via: unknown;
   /** A cache slot for the I/O layer (the portable datapath keeps the address it sends to). */
@@ -177,7 +175,6 @@ export class EndpointTable {
       lastNamedKeyId: -1,
       pendingCount: 0,
       keepUntil: now,
-      mark: 0,
       via,
       io: undefined,
     };
