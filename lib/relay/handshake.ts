@@ -10,12 +10,15 @@
  * that share a group. An unproven address is challenged (a cookie reply instead of a forward)
  * under load, when its handshake would need a broadcast, or when it retries while held.
  *
+ * Each message is handled as a sequence of steps that return values (admit, find the target,
+ * prove the source, route, then challenge or forward); the last returns a verdict, which
+ * decision.ts alone turns into the decision.
+ *
  * @module
  */
 
 import {
   MAC_SIZE,
-  MESSAGE_COOKIE_REPLY_SIZE,
   MESSAGE_COOKIE_REPLY_TYPE,
   MESSAGE_INITIATION_TYPE,
   MESSAGE_RESPONSE_TYPE,
@@ -37,7 +40,8 @@ import { mac1Offset, writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/messages.ts";
 import { resealCookieReply } from "../wire/cookie.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { describeSideOf, PROOF_RENEW_MS, type RelayDecision, type RelayState } from "./state.ts";
+import { describeSideOf, PROOF_RENEW_MS, type RelayState } from "./state.ts";
+import { CHALLENGE, type RelayDecision, type Verdict } from "./decision.ts";
 import type { DropReason } from "./stats.ts";
 
 /** The rate-limit key of an address the table does not hold. */
@@ -124,23 +128,81 @@ export function relayInitiation(
   port: number,
   now: number,
 ): RelayDecision {
+  return state.decide.emit(
+    initiation(state, packet, host, port, now),
+    MESSAGE_INITIATION_TYPE,
+    packet,
+  );
+}
+
+/**
+ * The steps for an initiation: admit it (new, and through the load gate), find the key it
+ * names, prove its source (when it carries our mac2), route it, then challenge or forward.
+ */
+function initiation(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  now: number,
+): Verdict {
   let source = state.endpoints.find(host, port);
-  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
-  if (state.table.inUse(readU32(packet, OFFSET_SENDER_INDEX))) return state.drop("index-collision");
+  if (state.replay.has(fingerprint(packet), now)) return "replay";
+  if (state.table.inUse(readU32(packet, OFFSET_SENDER_INDEX))) return "index-collision";
   const ours = carriesOurMac2(state, packet, host, port, now);
+  const target = initiationTarget(state, packet, host, source, ours, now);
+  if (typeof target === "string") return target;
+  const refused = admit(state, source, host, ours, now);
+  if (refused) return refused;
+  state.replay.add(fingerprint(packet), now);
+  source = proveSource(state, packet, host, port, target, source, now);
+  const routed = route(state, packet, host, port, target, source, now);
+  if (typeof routed === "string" || routed === CHALLENGE) return routed;
+  const unsent = sendInitiation(state, packet, host, port, target, routed, now);
+  if (unsent) return unsent;
+  // The paired source is held in turn: the peer it is waiting for pairs with it even if this
+  // pairing was wrong, and its own retry draws a cookie.
+  const initiator = routing.paired && state.endpoints.find(host, port);
+  if (initiator) state.firstContact.hold(initiator, target, now);
+  return routed;
+}
+
+/** The key an initiation's mac1 names, if its source may reach it (one group in common). */
+function initiationTarget(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  source: Endpoint | undefined,
+  ours: boolean,
+  now: number,
+): PeerKey | DropReason {
   const neighbour = source === undefined ? state.endpoints.atHost(host) : undefined;
   const target = state.matcher.initiationTarget(packet, source, neighbour, ours, now);
-  if (typeof target === "string") return state.drop(target);
+  if (typeof target === "string") return target;
   const own = source && state.directory.keyAt(source, now);
-  if (own && !state.registry.shareGroup(own, target)) return state.drop("no-shared-group");
-  const refused = admit(state, source, host, ours, now);
-  if (refused) return state.drop(refused);
-  state.replay.add(fingerprint(packet), now);
-  if (ours) {
+  if (own && !state.registry.shareGroup(own, target)) return "no-shared-group";
+  return target;
+}
+
+/**
+ * Records what an initiation proves about its source: with our mac2 it receives at its
+ * address, and a proven source becomes a candidate location of `target`'s groups. Returns the
+ * source's endpoint, created when a proof needs one and the table has room.
+ */
+function proveSource(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  target: PeerKey,
+  source: Endpoint | undefined,
+  now: number,
+): Endpoint | undefined {
+  if (admission.carriesOurMac2) {
     zeroMac2(packet);
     // Proof alone may not take the last quarter of the table (anyone can answer cookies from
-    // many ports); if it is that full, the proof is recorded below once the initiation goes
-    // somewhere and its source is kept for the handshake.
+    // many ports); if it is that full, the proof is recorded once the initiation goes
+    // somewhere and its source is kept for the handshake (sendInitiation).
     source ??= state.internCheaply(host, port, now);
     if (source !== undefined) {
       state.prove(source, now);
@@ -148,16 +210,42 @@ export function relayInitiation(
     }
   }
   if (admission.proven && source) state.directory.addCandidate(target, source, now);
-  const d = state.decision;
+  return source;
+}
+
+/** What routing an initiation found besides its targets; reused for every initiation. */
+const routing = {
+  /** The target's key is located (one directed copy), rather than guessed. */
+  directed: false,
+  /** The copy goes to a held first contact (a guess: see first_contact.ts). */
+  paired: false,
+};
+
+/**
+ * Where an initiation goes: the target's location, or for a proven source its candidates, or
+ * for an unproven one a held first contact. Fills the decider's targets and returns how many,
+ * or {@link CHALLENGE}, or why nothing goes (held included).
+ */
+function route(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  target: PeerKey,
+  source: Endpoint | undefined,
+  now: number,
+): Verdict {
+  const targets = state.decide.targets;
   const located = state.directory.locate(target, now);
+  routing.directed = located !== undefined;
+  routing.paired = false;
   let count = 0;
-  let paired = false;
   if (located === undefined) {
     if (admission.proven) {
-      count = state.directory.candidatesFor(target, source, now, d.targets, d.targets.length);
+      count = state.directory.candidatesFor(target, source, now, targets, targets.length);
     }
   } else if (located !== source) {
-    d.targets[0] = located;
+    targets[0] = located;
     count = 1;
   }
   // An unproven source gets one copy to one address, never a broadcast; and it must not fill
@@ -177,47 +265,37 @@ export function relayInitiation(
       }
       const partner = pairWith(state, target, source, now);
       if (partner === undefined) return hold(state, packet, host, port, target, source, now);
-      d.targets[0] = partner;
+      targets[0] = partner;
       count = 1;
-      paired = true;
+      routing.paired = true;
     }
   }
-  if (count === 0) return state.drop("no-target");
-  if (count > 1 && !state.broadcastBudget.take(now, count)) return state.drop("broadcast-budget");
-  const out = forwardInitiation(
-    state,
-    packet,
-    host,
-    port,
-    target,
-    count,
-    located !== undefined,
-    now,
-  );
-  // The paired source is held in turn: the peer it is waiting for pairs with it even if this
-  // pairing was wrong, and its own retry draws a cookie.
-  const initiator = paired && out.action === "forward" && state.endpoints.find(host, port);
-  if (initiator) state.firstContact.hold(initiator, target, now);
-  return out;
+  if (count === 0) return "no-target";
+  if (count > 1 && !state.broadcastBudget.take(now, count)) return "broadcast-budget";
+  return count;
 }
 
-function forwardInitiation(
+/**
+ * Everything forwarding an initiation to the decider's first `count` targets commits the
+ * bridge to: the initiator's endpoint and credit, the target's credit, an index of ours when
+ * the target must prove its address, and the pending handshake. Returns why it cannot go.
+ */
+function sendInitiation(
   state: RelayState,
   packet: Uint8Array,
   host: string,
   port: number,
   target: PeerKey,
   count: number,
-  directed: boolean,
   now: number,
-): RelayDecision {
-  const d = state.decision;
+): DropReason | undefined {
+  const targets = state.decide.targets;
   const initiator = state.internSource(host, port, now);
-  if (initiator === undefined) return state.drop("table-full");
+  if (initiator === undefined) return "table-full";
   if (admission.carriesOurMac2) state.prove(initiator, now);
   // Only a directed copy can go to an unproven address (a located peer that got in on first
   // contact); broadcast candidates are proven.
-  if (count === 1 && !state.spend(d.targets[0], packet.length, now)) return state.drop("no-credit");
+  if (count === 1 && !state.spend(targets[0], packet.length, now)) return "no-credit";
   state.credit(initiator, packet.length);
   const senderIndex = readU32(packet, OFFSET_SENDER_INDEX);
   let index = senderIndex;
@@ -225,7 +303,7 @@ function forwardInitiation(
   // it, proves the address (a mac1 recomputed for the target covers the new index; a peer's
   // own mac2 cannot be, so such a message goes as it is).
   let mac1s: Uint8Array | undefined;
-  if (count === 1 && needsProof(d.targets[0], now) && mac2IsZero(packet)) {
+  if (count === 1 && needsProof(targets[0], now) && mac2IsZero(packet)) {
     const at = mac1Offset(packet);
     mac1s = new Uint8Array(2 * MAC_SIZE);
     mac1s.set(packet.subarray(at, at + MAC_SIZE));
@@ -240,17 +318,12 @@ function forwardInitiation(
     mac1s,
     initiator,
     target,
-    forwardedTo: d.targets.slice(0, count),
+    forwardedTo: targets.slice(0, count),
     createdAt: now,
   };
   state.table.addPending(pending);
-  for (let i = 0; i < count; i++) keepEndpoint(d.targets[i], now + PENDING_TTL_MS);
+  for (let i = 0; i < count; i++) keepEndpoint(targets[i], now + PENDING_TTL_MS);
   initiator.lastNamedKeyId = target.id;
-  for (let i = 0; i < count; i++) {
-    state.countTx(MESSAGE_INITIATION_TYPE, d.targets[i], packet.length);
-  }
-  d.count = count;
-  d.action = "forward";
   state.stats.handshakesForwarded++;
   if (state.recordEvents) {
     state.events.push({
@@ -259,10 +332,10 @@ function forwardInitiation(
       from: formatEndpoint(initiator),
       target: target.name,
       copies: count,
-      directed,
+      directed: routing.directed,
     });
   }
-  return d;
+  return undefined;
 }
 
 /** A held first-contact source that may be `target` (no other key lives there). */
@@ -291,19 +364,19 @@ function hold(
   target: PeerKey,
   source: Endpoint | undefined,
   now: number,
-): RelayDecision {
+): DropReason {
   source ??= state.internCheaply(host, port, now);
-  if (source === undefined) return state.drop("table-full");
+  if (source === undefined) return "table-full";
   state.credit(source, packet.length);
   keepEndpoint(source, now + HOLD_MS);
   state.firstContact.hold(source, target, now);
-  return state.drop("held");
+  return "held";
 }
 
 /**
- * Answers with a cookie reply for `named` (the key the packet's mac1 names): the source proves
- * its address with mac2 on its next try. 64 bytes in answer to a 148- or 92-byte message, so
- * the reply never amplifies.
+ * Writes a cookie reply for `named` (the key the packet's mac1 names), to answer the source
+ * with: it proves its address with mac2 on its next try. 64 bytes in answer to a 148- or
+ * 92-byte message, so the reply never amplifies. Returns {@link CHALLENGE}, or why not.
  */
 function challenge(
   state: RelayState,
@@ -312,15 +385,9 @@ function challenge(
   port: number,
   named: PeerKey,
   now: number,
-): RelayDecision {
-  if (!state.cookieBudget.take(now)) return state.drop("rate-limited");
+): typeof CHALLENGE | DropReason {
+  if (!state.cookieBudget.take(now)) return "rate-limited";
   state.cookies.writeReply(packet, host, port, named.mac, now, state.cookieReply);
-  const d = state.decision;
-  d.payload = state.cookieReply;
-  d.action = "reply";
-  state.stats.cookiesSent++;
-  state.stats.txPackets[MESSAGE_COOKIE_REPLY_TYPE]++;
-  state.stats.txBytes[MESSAGE_COOKIE_REPLY_TYPE] += MESSAGE_COOKIE_REPLY_SIZE;
   if (state.recordEvents) {
     state.events.push({
       type: "cookie-sent",
@@ -328,7 +395,7 @@ function challenge(
       target: named.name,
     });
   }
-  return d;
+  return CHALLENGE;
 }
 
 /** Handles a response: link the session and send it to the initiator. */
@@ -339,40 +406,83 @@ export function relayResponse(
   port: number,
   now: number,
 ): RelayDecision {
+  return state.decide.emit(response(state, packet, host, port, now), MESSAGE_RESPONSE_TYPE, packet);
+}
+
+/**
+ * The steps for a response: admit it (new, answering a pending initiation, from an address
+ * that initiation was sent to, and through the load gate), find the initiator's key, then
+ * challenge an unproven responder under load, or prove what it proves, link the session and
+ * route the response to the initiator.
+ */
+function response(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  now: number,
+): Verdict {
   const source = state.endpoints.find(host, port);
-  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
+  if (state.replay.has(fingerprint(packet), now)) return "replay";
   const pending = state.table.pending(readU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX), now);
   if (pending === undefined) {
     if (source !== undefined) source.missAt = now;
-    return state.drop("unknown-index");
+    return "unknown-index";
   }
   // Only an address the initiation was sent to can know its index: anything else is a forgery
   // or a replay from elsewhere, and must not link a session.
-  if (source === undefined || !pending.forwardedTo.includes(source)) {
-    return state.drop("unexpected-source");
-  }
-  if (source === pending.initiator) return state.drop("self-link");
+  if (source === undefined || !pending.forwardedTo.includes(source)) return "unexpected-source";
+  if (source === pending.initiator) return "self-link";
   const responderIndex = readU32(packet, OFFSET_SENDER_INDEX);
-  if (state.table.inUse(responderIndex)) return state.drop("index-collision");
+  if (state.table.inUse(responderIndex)) return "index-collision";
   const ours = carriesOurMac2(state, packet, host, port, now);
-  const initiatorKey = state.matcher.responseKey(packet, pending.initiator, pending.target, now);
-  // The response's mac1 names the initiator; if no key sharing a group with the responder
-  // matches, the two may not talk here (or the mac1 is forged): no session either way. The
-  // pending handshake goes too, so that one forwarded initiation buys at most one group scan.
-  if (initiatorKey === "scan-budget") return state.drop("scan-budget");
-  if (initiatorKey === undefined) {
-    state.table.dropPending(pending);
-    return state.drop("no-shared-group");
-  }
+  const initiatorKey = responseTarget(state, packet, pending, now);
+  if (typeof initiatorKey === "string") return initiatorKey;
   const refused = admit(state, source, host, ours, now);
-  if (refused) return state.drop(refused);
+  if (refused) return refused;
   // Under load an unproven responder answers a cookie first; its initiator retries in 5 s.
   if (!admission.proven && admission.loaded) {
     return challenge(state, packet, host, port, initiatorKey, now);
   }
-  if (!state.spend(pending.initiator, packet.length, now)) return state.drop("no-credit");
+  if (!state.spend(pending.initiator, packet.length, now)) return "no-credit";
   state.replay.add(fingerprint(packet), now);
-  if (ours) {
+  proveResponder(state, packet, source, pending, now);
+  state.credit(source, packet.length);
+  link(state, packet, pending, source, initiatorKey, now);
+  state.decide.targets[0] = pending.initiator;
+  return 1;
+}
+
+/**
+ * The initiator's key, named by the response's mac1 among the keys sharing a group with the
+ * responder. If none matches, the two may not talk here (or the mac1 is forged): no session
+ * either way, and the pending handshake goes too, so that one forwarded initiation buys at
+ * most one group scan.
+ */
+function responseTarget(
+  state: RelayState,
+  packet: Uint8Array,
+  pending: PendingHandshake,
+  now: number,
+): PeerKey | DropReason {
+  const initiatorKey = state.matcher.responseKey(packet, pending.initiator, pending.target, now);
+  if (initiatorKey === "scan-budget") return "scan-budget";
+  if (initiatorKey === undefined) {
+    state.table.dropPending(pending);
+    return "no-shared-group";
+  }
+  return initiatorKey;
+}
+
+/** Records what an admitted response proves about the address it came from. */
+function proveResponder(
+  state: RelayState,
+  packet: Uint8Array,
+  source: Endpoint,
+  pending: PendingHandshake,
+  now: number,
+): void {
+  if (admission.carriesOurMac2) {
     zeroMac2(packet);
     state.prove(source, now);
   }
@@ -381,7 +491,17 @@ export function relayResponse(
   if (pending.deliverIndex !== undefined && source.missAt < pending.createdAt) {
     state.prove(source, now);
   }
-  state.credit(source, packet.length);
+}
+
+/** Links the session a response completes, and learns where its responder's key lives. */
+function link(
+  state: RelayState,
+  packet: Uint8Array,
+  pending: PendingHandshake,
+  source: Endpoint,
+  initiatorKey: PeerKey,
+  now: number,
+): void {
   const responderDeliver = rewriteResponse(state, packet, pending, initiatorKey, now);
   const slot = state.table.linkSlot(
     pending,
@@ -404,7 +524,6 @@ export function relayResponse(
       responder: describeSideOf(state.table, state.table.responderOf(slot)),
     });
   }
-  return state.forward(MESSAGE_RESPONSE_TYPE, pending.initiator);
 }
 
 /**
@@ -448,39 +567,84 @@ export function relayCookieReply(
   port: number,
   now: number,
 ): RelayDecision {
+  return state.decide.emit(
+    cookieReply(state, packet, host, port, now),
+    MESSAGE_COOKIE_REPLY_TYPE,
+    packet,
+  );
+}
+
+/** Where a peer's cookie reply goes, found by {@link replyTarget}; reused. */
+const answered = {
+  /** The address that sent the message the cookie reply answers. */
+  target: undefined as Endpoint | undefined,
+  /** The receiver index that address expects (its own). */
+  deliver: 0,
+  /** The pending initiation answered, if it is one (else a session's message). */
+  pending: undefined as PendingHandshake | undefined,
+};
+
+/**
+ * The steps for a peer's cookie reply: find the message it answers and check it comes from
+ * where that went, then through the load gate and within the target's credit, restore the
+ * index and the cookie's seal the target expects, and route it there.
+ */
+function cookieReply(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  now: number,
+): Verdict {
   const source = state.endpoints.find(host, port);
-  if (source === undefined) return state.drop("unexpected-source");
+  if (source === undefined) return "unexpected-source";
   const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
-  const pending = state.table.pending(receiver, now);
-  let target: Endpoint;
-  let deliver: number;
-  if (pending) {
-    if (!pending.forwardedTo.includes(source)) return state.drop("unexpected-source");
-    target = pending.initiator;
-    deliver = pending.deliverIndex ?? pending.index;
-  } else {
-    const table = state.table;
-    const side = table.sideOf(receiver);
-    if (side < 0 || table.expiresAt(table.slotOf(side)) < now) {
-      // A guess at an index, like any other: whoever guesses from an address burns that
-      // address's chance to be proven by an echo (a hit forwarded on would tell the guesser).
-      source.missAt = now;
-      return state.drop("unknown-index");
-    }
-    if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
-    target = table.endpointOf(side);
-    deliver = table.deliverOf(side);
-  }
-  if (state.underLoad(now) && !state.limiter.allow(source.rateKey, now)) {
-    return state.drop("rate-limited");
-  }
-  if (!state.spend(target, packet.length, now)) return state.drop("no-credit");
+  const unanswered = replyTarget(state, source, receiver, now);
+  if (unanswered) return unanswered;
+  const target = answered.target!;
+  if (state.underLoad(now) && !state.limiter.allow(source.rateKey, now)) return "rate-limited";
+  if (!state.spend(target, packet.length, now)) return "no-credit";
   state.credit(source, packet.length);
-  if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
+  if (answered.deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, answered.deliver);
+  const pending = answered.pending;
   const mac1s = pending?.mac1s;
   if (mac1s) {
     const [sent, received] = [mac1s.subarray(0, MAC_SIZE), mac1s.subarray(MAC_SIZE)];
     resealCookieReply(packet, pending!.target.mac.cookieKey, received, sent, state.random);
   }
-  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, target);
+  state.decide.targets[0] = target;
+  return 1;
+}
+
+/**
+ * Finds the message a cookie reply from `source` to index `receiver` answers: a pending
+ * initiation or a live session's message, sent to `source`. Sets {@link answered}, or
+ * returns why the reply goes nowhere.
+ */
+function replyTarget(
+  state: RelayState,
+  source: Endpoint,
+  receiver: number,
+  now: number,
+): DropReason | undefined {
+  const pending = state.table.pending(receiver, now);
+  answered.pending = pending;
+  if (pending) {
+    if (!pending.forwardedTo.includes(source)) return "unexpected-source";
+    answered.target = pending.initiator;
+    answered.deliver = pending.deliverIndex ?? pending.index;
+    return undefined;
+  }
+  const table = state.table;
+  const side = table.sideOf(receiver);
+  if (side < 0 || table.expiresAt(table.slotOf(side)) < now) {
+    // A guess at an index, like any other: whoever guesses from an address burns that
+    // address's chance to be proven by an echo (a hit forwarded on would tell the guesser).
+    source.missAt = now;
+    return "unknown-index";
+  }
+  if (source !== table.endpointOf(table.otherOf(side))) return "unexpected-source";
+  answered.target = table.endpointOf(side);
+  answered.deliver = table.deliverOf(side);
+  return undefined;
 }

@@ -4,7 +4,8 @@
  * This is the bridge's whole policy, and it touches no socket or clock: a datapath (io/) feeds
  * it datagrams and carries out the {@link RelayDecision} it returns. The decision object is
  * reused for every packet, so the hot path allocates nothing. The rules themselves live in
- * transport_path.ts and handshakes.ts; SECURITY.md explains them.
+ * transport.ts and handshake.ts, and only decision.ts writes what they decide; SECURITY.md
+ * explains them.
  *
  * @module
  */
@@ -23,18 +24,15 @@ import type { IndexTable } from "./index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { classifyMessage } from "../wire/messages.ts";
-import {
-  DEFAULT_RELAY_OPTIONS,
-  type RelayDecision,
-  type RelayOptions,
-  RelayState,
-} from "./state.ts";
+import { DEFAULT_RELAY_OPTIONS, type RelayOptions, RelayState } from "./state.ts";
+import type { RelayDecision } from "./decision.ts";
 import type { Snapshot, SnapshotSource } from "../persist/format.ts";
 import { captureState, type RestoreOutcome, restoreState } from "../persist/capture.ts";
 import type { RelayStats } from "./stats.ts";
 import { relayTransport } from "./transport.ts";
 
-export { DEFAULT_RELAY_OPTIONS, PROOF_RENEW_MS, PROOF_TTL_MS, RelayDecision } from "./state.ts";
+export { DEFAULT_RELAY_OPTIONS, PROOF_RENEW_MS, PROOF_TTL_MS } from "./state.ts";
+export { RelayDecision } from "./decision.ts";
 export type { RelayOptions } from "./state.ts";
 export { ROAM_WINDOW } from "./transport.ts";
 
@@ -96,15 +94,11 @@ export class Relay {
   ): RelayDecision {
     const state = this.#state;
     state.via = via;
-    const d = state.decision;
-    d.count = 0;
-    d.reason = undefined;
-    d.payload = packet;
     const kind = classifyMessage(packet);
     if (typeof kind === "string") {
       state.stats.rxPackets[0]++;
       state.stats.rxBytes[0] += packet.length;
-      return state.drop(kind);
+      return state.decide.emit(kind, 0, packet);
     }
     state.stats.rxPackets[kind]++;
     state.stats.rxBytes[kind] += packet.length;
@@ -118,6 +112,14 @@ export class Relay {
       case MESSAGE_COOKIE_REPLY_TYPE:
         return relayCookieReply(state, packet, host, port, now);
     }
+  }
+
+  /**
+   * Counts `count` datagrams of a decision that the datapath failed to send (the one call by
+   * which a datapath changes the relay's counters).
+   */
+  sendFailed(count: number): void {
+    this.#state.decide.sendFailed(count);
   }
 
   /**
