@@ -1,13 +1,13 @@
 /**
  * The relay's answer for one packet, its one writer, and the one place that counts it.
  *
- * The rules (transport.ts, handshake.ts) are steps that return values, and end in a
- * {@link Verdict}: a number of targets to forward to, a challenge, or a drop reason. Only
- * {@link Decider.emit} turns a verdict into the {@link RelayDecision} the datapath carries out,
- * and it counts as it writes: packets and bytes forwarded (by message type and by family), the
- * cookie replies the bridge makes itself (apart, so that "forwarded" only ever means a peer's
- * packet), and drops by reason. A datapath reports the sends that then fail through
- * {@link Decider.sendFailed}.
+ * The rules (transport.ts, initiation.ts, response.ts, cookie_reply.ts) are steps that return
+ * values, and end in a {@link Verdict}: a number of targets to forward to, a challenge, or a
+ * drop reason. Only {@link Decider.emit} turns a verdict into the {@link RelayDecision} the
+ * datapath carries out, and it counts as it writes: packets and bytes forwarded (by message type
+ * and by family), the cookie replies the bridge makes itself (apart, so that "forwarded" only
+ * ever means a peer's packet), and drops by reason. A datapath reports the sends that then fail
+ * through {@link Decider.sendFailed}.
  *
  * @module
  */

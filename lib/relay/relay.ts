@@ -4,8 +4,8 @@
  * This is the bridge's whole policy, and it touches no socket or clock: a datapath (io/) feeds
  * it datagrams and carries out the {@link RelayDecision} it returns. The decision object is
  * reused for every packet, so the hot path allocates nothing. The rules themselves live in
- * transport.ts and handshake.ts, and only decision.ts writes what they decide; SECURITY.md
- * explains them.
+ * transport.ts and, for handshakes, initiation.ts, response.ts and cookie_reply.ts (what they
+ * share in handshake.ts); only decision.ts writes what they decide. SECURITY.md explains them.
  *
  * @module
  */
@@ -19,7 +19,9 @@ import {
 import type { RandomSource } from "../wire/cookie.ts";
 import type { EndpointTable } from "../peers/endpoints.ts";
 import type { RelayEvent } from "./events.ts";
-import { relayCookieReply, relayInitiation, relayResponse } from "./handshake.ts";
+import { relayCookieReply } from "./cookie_reply.ts";
+import { relayInitiation } from "./initiation.ts";
+import { relayResponse } from "./response.ts";
 import type { IndexTable } from "./index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";

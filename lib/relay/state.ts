@@ -2,8 +2,9 @@
  * The relay's state, shared by the transport and handshake rules.
  *
  * Ownership: one {@link RelayState} per bridge, owned by the `Relay` facade in relay.ts and
- * handed to the rule functions in transport.ts and handshake.ts. They mutate it; nothing
- * else does. Every component is bounded by the limits in {@link RelayOptions}.
+ * handed to the rule functions in transport.ts, initiation.ts, response.ts and cookie_reply.ts.
+ * They mutate it; nothing else does. Every component is bounded by the limits in
+ * {@link RelayOptions}.
  *
  * @module
  */
