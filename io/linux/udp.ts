@@ -43,13 +43,8 @@ import { MAX_DATAGRAM_SIZE } from "../../lib/wire/constants.ts";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay } from "../../lib/relay/relay.ts";
-import {
-  type BindAddress,
-  BindError,
-  type Datapath,
-  type SocketNames,
-  socketNames,
-} from "../datapath.ts";
+import { type BindAddress, BindError, type Datapath, type SocketNames } from "../datapath.ts";
+import type { Route } from "../../lib/peers/route.ts";
 import {
   EADDRINUSE,
   EADDRNOTAVAIL,
@@ -428,7 +423,9 @@ class LinuxUdpDatapath implements Datapath {
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
     this.#locals = new LocalAddresses(sockets.length);
-    this.sockets = socketNames(sockets, (s) => s.family === AF_INET6 ? 6 : 4);
+    // Routes here are local-address numbers, learned as datagrams arrive and not kept across a
+    // restart: no label is saved, and a restored address is sent to from the receiving socket.
+    this.sockets = { labelOf: () => "", viaFor: () => undefined };
     this.#pollfds = new Uint8Array(8 * sockets.length);
     this.#pollCount = BigInt(sockets.length);
     const view = new DataView(this.#pollfds.buffer);
@@ -541,7 +538,7 @@ class LinuxUdpDatapath implements Datapath {
         packet = s.rxSlab.subarray(i * SLOT, i * SLOT + length);
         s.rxViews[i] = packet;
       }
-      const d = relay.handle(packet, host, port, now, local);
+      const d = relay.handle(packet, host, port, now, local as Route);
       if (d.action === "forward") {
         // Only a datagram the relay accepted moves its sender's replies to a new address: a
         // spoofed one it drops cannot point a peer's replies at an address its NAT rejects.
@@ -595,7 +592,7 @@ class LinuxUdpDatapath implements Datapath {
     if (local < 0) {
       // The address the endpoint was first heard on (the relay keeps what it was given), or,
       // for an endpoint from elsewhere, the receiving socket with the route's choice.
-      local = typeof target.via === "number" ? target.via : s.index;
+      local = target.route >= 0 ? target.route : s.index;
     }
     this.#queue(this.#sockets[this.#locals.socketOf[local]], s, payload, target, -1, local);
   }
@@ -756,7 +753,7 @@ class LinuxUdpDatapath implements Datapath {
       }
       // Full send buffer (EAGAIN/ENOBUFS) or an unreachable address: drop these datagrams, as
       // a router would, and carry on with the rest.
-      if (this.#relay) this.#relay.stats.drops["send-failed"] += length;
+      this.#relay?.sendFailed(length);
       if (this.#debug) this.#log(`send on ${s.label} failed: ${libc.describe(errno)}`);
       sent++;
     }

@@ -25,6 +25,7 @@ import { relayResponse } from "./response.ts";
 import type { IndexTable } from "./index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
+import { NO_ROUTE, type Route } from "../peers/route.ts";
 import { classifyMessage } from "../wire/messages.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions, RelayState } from "./state.ts";
 import type { RelayDecision } from "./decision.ts";
@@ -84,18 +85,19 @@ export class Relay {
 
   /**
    * Decides what to do with one datagram from `host:port` received at `now` (ms). `host` is
-   * as the socket reported it (IPv4-mapped or not); `via` names the socket, so that replies
-   * leave from where the peer sent to. Never throws on any input.
+   * as the socket reported it (IPv4-mapped or not); `route` is the datapath's number for the
+   * way it came in, kept on a new endpoint so that sends to the peer leave from where it sent
+   * to. Never throws on any input.
    */
   handle(
     packet: Uint8Array,
     host: string,
     port: number,
     now: number,
-    via?: unknown,
+    route: Route = NO_ROUTE,
   ): RelayDecision {
     const state = this.#state;
-    state.via = via;
+    state.route = route;
     const kind = classifyMessage(packet);
     if (typeof kind === "string") {
       state.stats.rxPackets[0]++;
@@ -200,21 +202,21 @@ export class Relay {
 
   /**
    * Copies what a state file keeps, at monotonic `now` and wall time `wallTime` (ms);
-   * `viaLabel` names the socket of an endpoint's `via`. See lib/persist/capture.ts.
+   * `viaLabel` names the socket of an endpoint's route. See lib/persist/capture.ts.
    */
-  capture(now: number, wallTime: number, viaLabel: (via: unknown) => string): SnapshotSource {
+  capture(now: number, wallTime: number, viaLabel: (route: Route) => string): SnapshotSource {
     return captureState(this.#state, now, wallTime, viaLabel);
   }
 
   /**
-   * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the socket for a saved
+   * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the route for a saved
    * socket label. Changes nothing when the snapshot is refused. See lib/persist/capture.ts.
    */
   restore(
     snapshot: Snapshot,
     now: number,
     wallTime: number,
-    viaFor: (label: string, family: 4 | 6) => unknown,
+    viaFor: (label: string, family: 4 | 6) => Route | undefined,
   ): RestoreOutcome {
     return restoreState(this.#state, snapshot, now, wallTime, viaFor);
   }

@@ -30,6 +30,7 @@ import { KeyDirectory } from "../peers/key_directory.ts";
 import { KeyMatcher } from "../peers/key_matcher.ts";
 import { FirstContact } from "./first_contact.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
+import { NO_ROUTE, type Route } from "../peers/route.ts";
 import { SourceRateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { ReplayFilter } from "./replay_filter.ts";
 import { RelayStats } from "./stats.ts";
@@ -153,8 +154,8 @@ export class RelayState {
    * none of them (warn level and above) turns this off and handles handshakes with less garbage.
    */
   recordEvents = true;
-  /** The socket the current packet came in on. */
-  via: unknown = undefined;
+  /** The way the current packet came in (see lib/peers/route.ts). */
+  route: Route = NO_ROUTE;
   /** First-contact initiations held for pairing (replaced on reconfiguration). */
   firstContact: FirstContact;
   /** Random bytes (cookie secrets, the bridge's own indices, re-sealed cookie nonces). */
@@ -230,7 +231,7 @@ export class RelayState {
 
   /** The endpoint for the current packet's source, created if needed (undefined when full). */
   internSource(host: string, port: number, now: number): Endpoint | undefined {
-    return this.endpoints.intern(host, port, now, this.via);
+    return this.endpoints.intern(host, port, now, this.route);
   }
 
   /**
