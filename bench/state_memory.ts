@@ -18,6 +18,7 @@
 
 import { parseArgs } from "node:util";
 import { EndpointTable } from "../lib/peers/endpoints.ts";
+import { route } from "../lib/peers/route.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -40,7 +41,7 @@ function used(): number {
 
 /** Mirrors the Linux datapath's per-address send entry: 9 words and an owner by endpoint id. */
 const SEND_WORDS = 9;
-const via = { label: "socket" };
+const via = route(0);
 const before = used();
 const table = new EndpointTable(count);
 let sends = new Int32Array(1024 * SEND_WORDS);

@@ -23,6 +23,7 @@
 import { parseArgs } from "node:util";
 import { writeAtomically } from "../io/files/state_file.ts";
 import { KeyRegistry } from "../lib/peers/keys.ts";
+import { route } from "../lib/peers/route.ts";
 import { Relay } from "../lib/relay/relay.ts";
 import { decodeSnapshot, encodeSnapshot } from "../lib/persist/format.ts";
 import { setImmediate } from "node:timers";
@@ -54,7 +55,7 @@ function filled(n: number): Relay {
   const reg = registry();
   const now = 1_000_000;
   const relay = new Relay(reg, random, now, {});
-  const via = { label: "socket" };
+  const via = route(0);
   for (let i = 0; i < n; i++) {
     const host = (j: number) => `10.${(j >> 16) & 255}.${(j >> 8) & 255}.${j & 255}`;
     const initiator = relay.endpoints.intern(host(2 * i), 40000, now, via)!;

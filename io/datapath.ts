@@ -10,6 +10,7 @@
 
 import type { Logger } from "../lib/observe/log.ts";
 import type { Relay } from "../lib/relay/relay.ts";
+import { type Route, route } from "../lib/peers/route.ts";
 
 /** Where a datapath binds: one entry per socket. */
 export interface BindAddress {
@@ -33,26 +34,28 @@ export interface Datapath {
 
 /** How a datapath names its sockets, so that a restored address replies from the right one. */
 export interface SocketNames {
-  /** The label of the socket an endpoint's `via` names (empty when unknown). */
-  labelOf(via: unknown): string;
-  /** The socket for a saved label and address family; undefined: the receiving socket. */
-  viaFor(label: string, family: 4 | 6): unknown;
+  /** The label of the socket of an endpoint's route (empty when unknown). */
+  labelOf(route: Route): string;
+  /** The route for a saved label and address family; undefined: the receiving socket. */
+  viaFor(label: string, family: 4 | 6): Route | undefined;
 }
 
 /** Why binding failed, in words for the admin. */
 export class BindError extends Error {}
 
 /**
- * {@link SocketNames} over a datapath's sockets: a saved label finds the socket bound there,
- * or failing that the first one of the address's family.
+ * {@link SocketNames} for a datapath whose routes are its sockets' positions: a saved label
+ * finds the socket bound there, or failing that the first one of the address's family.
  */
 export function socketNames<T extends { readonly label: string }>(
   sockets: readonly T[],
   familyOf: (socket: T) => 4 | 6,
 ): SocketNames {
+  const found = (at: number) => at >= 0 ? route(at) : undefined;
   return {
-    labelOf: (via) => sockets.includes(via as T) ? (via as T).label : "",
+    labelOf: (r) => r >= 0 && r < sockets.length ? sockets[r].label : "",
     viaFor: (label, family) =>
-      sockets.find((s) => s.label === label) ?? sockets.find((s) => familyOf(s) === family),
+      found(sockets.findIndex((s) => s.label === label)) ??
+        found(sockets.findIndex((s) => familyOf(s) === family)),
   };
 }

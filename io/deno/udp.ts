@@ -16,6 +16,7 @@
 
 import { MAX_DATAGRAM_SIZE, MESSAGE_COOKIE_REPLY_SIZE } from "../../lib/wire/constants.ts";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
+import { type Route, route } from "../../lib/peers/route.ts";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay, RelayDecision } from "../../lib/relay/relay.ts";
 import { errorText } from "../../lib/error_text.ts";
@@ -38,7 +39,7 @@ export function bindDenoUdp(addresses: BindAddress[], port: number, logger: Logg
   const sockets: Socket[] = [];
   const open = (host: string, p: number) => {
     const conn = Deno.listenDatagram({ transport: "udp", hostname: host, port: p });
-    sockets.push({ conn, label: formatHostPort({ host, port: p }) });
+    sockets.push({ conn, label: formatHostPort({ host, port: p }), route: route(sockets.length) });
   };
   try {
     if (addresses.length > 0) {
@@ -67,19 +68,36 @@ export function bindDenoUdp(addresses: BindAddress[], port: number, logger: Logg
   return new DenoUdpDatapath(sockets);
 }
 
-function sendAddress(endpoint: Endpoint): Deno.NetAddr {
-  let addr = endpoint.io as Deno.NetAddr | undefined;
-  if (addr === undefined) {
-    addr = { transport: "udp", hostname: endpoint.wireHost, port: endpoint.port };
-    endpoint.io = addr;
+/**
+ * The address `send` takes for each endpoint, made on first use and kept by endpoint id: one
+ * object per peer address rather than one per packet. An id is reused once its endpoint is
+ * forgotten, so each entry remembers whose it is.
+ */
+class SendAddresses {
+  readonly #owners: (Endpoint | undefined)[] = [];
+  readonly #addresses: Deno.NetAddr[] = [];
+
+  /** The address to send to `endpoint` at. */
+  of(endpoint: Endpoint): Deno.NetAddr {
+    const id = endpoint.id;
+    if (this.#owners[id] === endpoint) return this.#addresses[id];
+    const address: Deno.NetAddr = {
+      transport: "udp",
+      hostname: endpoint.wireHost,
+      port: endpoint.port,
+    };
+    this.#owners[id] = endpoint;
+    this.#addresses[id] = address;
+    return address;
   }
-  return addr;
 }
 
 /** A bound socket: its loop receives from it, and replies to peers first heard on it leave by it. */
 interface Socket {
   conn: Deno.DatagramConn;
   label: string;
+  /** Its position among the datapath's sockets: the route the relay keeps for its peers. */
+  route: Route;
 }
 
 /**
@@ -136,6 +154,7 @@ export class LoopState {
 
 class DenoUdpDatapath implements Datapath {
   readonly #sockets: Socket[];
+  readonly #sendAddresses = new SendAddresses();
   readonly labels: string[];
   readonly sockets: SocketNames;
 
@@ -175,7 +194,7 @@ class DenoUdpDatapath implements Datapath {
         if (debug) logger.log("debug", `receive on ${socket.label} failed: ${errorText(e)}`);
         continue;
       }
-      const d = relay.handle(packet, from.hostname, from.port, performance.now(), socket);
+      const d = relay.handle(packet, from.hostname, from.port, performance.now(), socket.route);
       const action = d.action;
       if (action === "drop") {
         if (debug) {
@@ -191,9 +210,9 @@ class DenoUdpDatapath implements Datapath {
       if (action === "forward") {
         for (let i = 0; i < loop.count; i++) {
           const target = loop.targets[i];
-          const via = (target.via as Socket | undefined) ?? socket;
+          const via = target.route >= 0 ? this.#sockets[target.route] : socket;
           try {
-            await via.conn.send(loop.payload, sendAddress(target));
+            await via.conn.send(loop.payload, this.#sendAddresses.of(target));
           } catch (e) {
             sendFailed(relay, logger, debug, `send to ${target.host}:${target.port}`, e);
           }
@@ -211,6 +230,6 @@ class DenoUdpDatapath implements Datapath {
 
 /** Counts a failed send (the peer's address unreachable, say), and says why at debug level. */
 function sendFailed(relay: Relay, logger: Logger, debug: boolean, what: string, e: unknown) {
-  relay.stats.drops["send-failed"]++;
+  relay.sendFailed(1);
   if (debug) logger.log("debug", `${what}: ${errorText(e)}`);
 }

@@ -3,9 +3,10 @@
  * pair that datagrams arrive on gets a small number, with the control message that sends from
  * that address prebuilt.
  *
- * The numbers are what the datapath hands the relay as `via` (it records the first one on each
- * endpoint) and keeps per endpoint in io/linux/sockaddr.ts's `SendAddresses`: a reply to a peer then
- * leaves through the right socket from the right address by copying a few prebuilt words.
+ * The numbers are what the datapath hands the relay as a `Route` (it records the first one on
+ * each endpoint as `Endpoint.route`) and keeps per endpoint in io/linux/sockaddr.ts's
+ * `SendAddresses`: a reply to a peer then leaves through the right socket from the right
+ * address by copying a few prebuilt words.
  *
  * Bounded: only the host's own unicast addresses can show up (a datagram to any other address
  * is not delivered to the socket, and broadcast or multicast destinations are mapped to the

@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { Route } from "../../lib/peers/route.ts";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay } from "../../lib/relay/relay.ts";
@@ -114,7 +115,7 @@ export class Receiver {
         packet = s.rxSlab.subarray(i * SLOT, i * SLOT + length);
         s.rxViews[i] = packet;
       }
-      const d = relay.handle(packet, host, port, now, local);
+      const d = relay.handle(packet, host, port, now, local as Route);
       if (d.action === "forward") {
         // Only a datagram the relay accepted moves its sender's replies to a new address: a
         // spoofed one it drops cannot point a peer's replies at an address its NAT rejects.
@@ -168,7 +169,7 @@ export class Receiver {
     if (local < 0) {
       // The address the endpoint was first heard on (the relay keeps what it was given), or,
       // for an endpoint from elsewhere, the receiving socket with the route's choice.
-      local = typeof target.via === "number" ? target.via : s.index;
+      local = target.route >= 0 ? target.route : s.index;
     }
     this.#sender.queue(this.#sockets[this.#locals.socketOf[local]], s, payload, target, -1, local);
   }

@@ -171,7 +171,7 @@ export class Sender {
       }
       // Full send buffer (EAGAIN/ENOBUFS) or an unreachable address: drop these datagrams, as
       // a router would, and carry on with the rest.
-      this.#relay.stats.drops["send-failed"] += length;
+      this.#relay.sendFailed(length);
       if (this.#debug) this.#log(`send on ${s.label} failed: ${libc.describe(errno)}`);
       sent++;
     }

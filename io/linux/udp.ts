@@ -34,7 +34,7 @@
 import { setImmediate } from "node:timers";
 import type { Logger } from "../../lib/observe/log.ts";
 import type { Relay } from "../../lib/relay/relay.ts";
-import { type BindAddress, type Datapath, type SocketNames, socketNames } from "../datapath.ts";
+import type { BindAddress, Datapath, SocketNames } from "../datapath.ts";
 import { adoptSockets, bindSockets, DEFAULT_SOCKET_BUFFER } from "./binding.ts";
 import { type Libc, POLLIN } from "./libc.ts";
 import { LocalAddresses } from "./local_addresses.ts";
@@ -109,7 +109,9 @@ class LinuxUdpDatapath implements Datapath {
     this.#libc = libc;
     this.#sockets = sockets;
     this.labels = sockets.map((s) => s.label);
-    this.sockets = socketNames(sockets, (s) => s.family === AF_INET6 ? 6 : 4);
+    // Routes here are local-address numbers, learned as datagrams arrive and not kept across a
+    // restart: no label is saved, and a restored address is sent to from the receiving socket.
+    this.sockets = { labelOf: () => "", viaFor: () => undefined };
     this.#pollfds = new Uint8Array(8 * sockets.length);
     this.#pollCount = BigInt(sockets.length);
     const view = new DataView(this.#pollfds.buffer);

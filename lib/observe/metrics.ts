@@ -8,7 +8,6 @@
  * @module
  */
 
-import { MESSAGE_COOKIE_REPLY_SIZE, MESSAGE_COOKIE_REPLY_TYPE } from "../wire/constants.ts";
 import { DROP_REASONS, MESSAGE_NAMES, type RelayStats } from "../relay/stats.ts";
 
 /** The content type Prometheus expects for this format. */
@@ -101,12 +100,10 @@ const FAMILIES = ["ipv4", "ipv6"];
 /** Renders the metrics for one scrape. */
 export function renderMetrics(m: MetricsInput): string {
   const s = m.stats;
-  // The relay counts the cookie replies it makes itself as sent cookie replies too; take them
-  // out so that "forwarded" means packets that came from a peer, by type as by family.
-  const ownCookies = (type: number, perPacket: number) =>
-    type === MESSAGE_COOKIE_REPLY_TYPE ? s.cookiesSent * perPacket : 0;
-  const byType = (values: Float64Array, perPacket: number): Samples =>
-    TYPES.map((t) => [{ type: MESSAGE_NAMES[t] }, values[t] - ownCookies(t, perPacket)]);
+  // The relay counts the cookie replies it makes itself apart (cookiesSent), so the counters by
+  // type hold only what came from a peer, as "forwarded" means.
+  const byType = (values: Float64Array): Samples =>
+    TYPES.map((t) => [{ type: MESSAGE_NAMES[t] }, values[t]]);
   const received = (values: Float64Array): Samples =>
     [0, ...TYPES].map((t) => [{ type: t === 0 ? "malformed" : MESSAGE_NAMES[t] }, values[t]]);
   const family = (values: Float64Array): Samples =>
@@ -131,13 +128,13 @@ export function renderMetrics(m: MetricsInput): string {
     "wg_bridge_forwarded_packets_total",
     "counter",
     "Packets forwarded from one peer to another, by message type (one per copy).",
-    byType(s.txPackets, 1),
+    byType(s.txPackets),
   );
   e.add(
     "wg_bridge_forwarded_bytes_total",
     "counter",
     "UDP payload bytes forwarded, by message type.",
-    byType(s.txBytes, MESSAGE_COOKIE_REPLY_SIZE),
+    byType(s.txBytes),
   );
   e.add(
     "wg_bridge_forwarded_packets_by_family_total",

@@ -10,6 +10,8 @@
  * @module
  */
 
+import { NO_ROUTE, type Route } from "./route.ts";
+
 /** One peer address as the bridge sees it. */
 export interface Endpoint {
   /**
@@ -58,12 +60,8 @@ export interface Endpoint {
   pendingCount: number;
   /** The table may forget this endpoint after this time (ms). */
   keepUntil: number;
-  /** Scratch mark used to de-duplicate broadcast targets without allocating a set. */
-  mark: number;
-  /** The socket this address was first heard on, as the I/O layer named it: replies go there. */
-  readonly via: unknown;
-  /** A cache slot for the I/O layer (the portable datapath keeps the address it sends to). */
-  io: unknown;
+  /** The way this address was first heard, as the datapath numbers it: sends to it leave there. */
+  readonly route: Route;
 }
 
 const MAPPED_PREFIX = "::ffff:";
@@ -145,10 +143,10 @@ export class EndpointTable {
   }
 
   /**
-   * Finds or creates the endpoint for an address heard on socket `via`; undefined when the
-   * table is full.
+   * Finds or creates the endpoint for an address heard by `route`; undefined when the table
+   * is full.
    */
-  intern(host: string, port: number, now: number, via?: unknown): Endpoint | undefined {
+  intern(host: string, port: number, now: number, route = NO_ROUTE): Endpoint | undefined {
     const normal = normalizeHost(host);
     const entry = this.#byHost.get(normal);
     if (entry !== undefined) {
@@ -177,9 +175,7 @@ export class EndpointTable {
       lastNamedKeyId: -1,
       pendingCount: 0,
       keepUntil: now,
-      mark: 0,
-      via,
-      io: undefined,
+      route,
     };
     if (entry === undefined) {
       this.#byHost.set(normal, endpoint);

@@ -45,7 +45,6 @@ export class KeyDirectory {
   readonly #seenAt: Float64Array;
   readonly #candidates: Map<Endpoint, number>[];
   readonly #maxCandidates: number;
-  #mark = 0;
 
   /** A directory for the keys of `registry`; each group keeps at most `maxCandidates`. */
   constructor(registry: KeyRegistry, maxCandidates: number) {
@@ -145,15 +144,13 @@ export class KeyDirectory {
     out: Endpoint[],
     limit: number,
   ): number {
-    const mark = ++this.#mark;
-    if (source) source.mark = mark;
     let count = 0;
     for (const g of target.groups) {
       for (const [endpoint, expiresAt] of this.#candidates[g]) {
         if (count >= limit) return count;
-        if (expiresAt < now || endpoint.provenUntil < now || endpoint.mark === mark) continue;
+        if (expiresAt < now || endpoint.provenUntil < now || endpoint === source) continue;
         if (endpoint.keyId >= 0 && endpoint.keyId !== target.id) continue;
-        endpoint.mark = mark;
+        if (listed(out, count, endpoint)) continue;
         out[count++] = endpoint;
       }
     }
@@ -192,4 +189,14 @@ export class KeyDirectory {
     });
     return out;
   }
+}
+
+/**
+ * Whether `endpoint` is among `out[0..count)`. A key of several groups meets a candidate once
+ * per group; `count` is at most the broadcast fan-out (a few), so a scan costs less than any
+ * set, and leaves no scratch mark on the endpoint.
+ */
+function listed(out: readonly Endpoint[], count: number, endpoint: Endpoint): boolean {
+  for (let i = 0; i < count; i++) if (out[i] === endpoint) return true;
+  return false;
 }

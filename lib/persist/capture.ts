@@ -26,6 +26,7 @@ import {
 import { sessionColumns } from "../relay/session_columns.ts";
 import { KEY_ADDRESS_TTL_MS } from "../peers/key_directory.ts";
 import type { PeerKey } from "../peers/keys.ts";
+import { NO_ROUTE, type Route } from "../peers/route.ts";
 import type { RelayState } from "../relay/state.ts";
 import { ENDPOINT_FIELDS, type Snapshot, type SnapshotSource } from "./format.ts";
 import type { Result } from "../result.ts";
@@ -53,7 +54,7 @@ export function captureState(
   state: RelayState,
   now: number,
   wallTime: number,
-  viaLabel: (via: unknown) => string,
+  viaLabel: (route: Route) => string,
 ): SnapshotSource {
   return {
     wallTime,
@@ -146,7 +147,7 @@ function plan(state: RelayState, snapshot: Snapshot, now: number, shift: number)
 
 /**
  * Puts a decoded snapshot into a fresh relay's state at monotonic `now` and wall time
- * `wallTime`. `viaFor` finds this process's socket for a saved socket label and family
+ * `wallTime`. `viaFor` finds this process's route for a saved socket label and family
  * (replies to a restored address leave from the socket the peer used). Refuses the whole
  * snapshot, changing nothing, when it was written in the future or more than 180 s ago.
  */
@@ -155,7 +156,7 @@ export function restoreState(
   snapshot: Snapshot,
   now: number,
   wallTime: number,
-  viaFor: (label: string, family: 4 | 6) => unknown,
+  viaFor: (label: string, family: 4 | 6) => Route | undefined,
 ): RestoreOutcome {
   const age = wallTime - snapshot.wallTime;
   if (!(age >= 0)) {
@@ -201,13 +202,18 @@ function restoreEndpoints(
   p: Plan,
   now: number,
   shift: number,
-  viaFor: (label: string, family: 4 | 6) => unknown,
+  viaFor: (label: string, family: 4 | 6) => Route | undefined,
 ): (Endpoint | undefined)[] {
   const out: (Endpoint | undefined)[] = new Array(snapshot.endpoints.length);
   for (let i = 0; i < snapshot.endpoints.length; i++) {
     if (!p.endpoints[i]) continue;
     const e = snapshot.endpoints[i];
-    const endpoint = state.endpoints.intern(e.host, e.port, now, viaFor(e.via, e.family));
+    const endpoint = state.endpoints.intern(
+      e.host,
+      e.port,
+      now,
+      viaFor(e.via, e.family) ?? NO_ROUTE,
+    );
     if (!endpoint) continue; // the table is smaller now; what needed it is dropped below
     const values = endpoint as unknown as Record<string, number>;
     for (const f of ENDPOINT_FIELDS) {

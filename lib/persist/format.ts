@@ -39,6 +39,7 @@ import { type Endpoint, normalizeHost } from "../peers/endpoints.ts";
 import { SESSION_TTL_MS } from "../relay/lifetimes.ts";
 import { type SessionColumns, sessionColumns } from "../relay/session_columns.ts";
 import type { PeerKey } from "../peers/keys.ts";
+import type { Route } from "../peers/route.ts";
 import { KEY_SIZE, REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
 import type { Result } from "../result.ts";
 import { errorText } from "../error_text.ts";
@@ -98,8 +99,8 @@ export interface SnapshotSource {
    * a walk over the live table: the encoder takes it in steps.
    */
   endpoints: Iterable<Endpoint>;
-  /** Names the socket an endpoint was heard on (`Endpoint.via`), for the next process. */
-  viaLabel: (via: unknown) => string;
+  /** Names the socket of the way an endpoint was heard (`Endpoint.route`), for the next process. */
+  viaLabel: (route: Route) => string;
   /** Located keys. */
   locations: { key: PeerKey; endpoint: Endpoint; seenAt: number }[];
   /** Live sessions, read as the encoder reaches them. */
@@ -320,14 +321,14 @@ export function* encodeSnapshot(
     // The live table is walked here, in steps: nothing is written, but the loop gets turns.
     if (++listed % ENDPOINTS_PER_STEP === 0) yield emit();
   }
-  const labels = new Map<unknown, number>();
+  const labels = new Map<Route, number>();
   w.u32(refs.list.length);
   for (const endpoint of refs.list) {
     writeEndpoint(w, endpoint, source, labels);
     if (w.full) yield emit();
   }
   w.u8(labels.size);
-  for (const via of labels.keys()) w.text(source.viaLabel(via));
+  for (const route of labels.keys()) w.text(source.viaLabel(route));
   writeCookies(w, source.cookies, source.takenAt);
   writeReplay(w, source.replay, source.takenAt);
   yield emit();
@@ -377,14 +378,14 @@ function writeEndpoint(
   w: ChunkWriter,
   endpoint: Endpoint,
   source: SnapshotSource,
-  labels: Map<unknown, number>,
+  labels: Map<Route, number>,
 ): void {
   w.u8(endpoint.family);
   w.u16(endpoint.port);
   w.text(endpoint.wireHost);
-  let label = labels.get(endpoint.via);
+  let label = labels.get(endpoint.route);
   if (label === undefined && labels.size < MAX_LABELS) {
-    labels.set(endpoint.via, label = labels.size);
+    labels.set(endpoint.route, label = labels.size);
   }
   w.u8(label ?? MAX_LABELS);
   w.u8(ENDPOINT_FIELDS.length);

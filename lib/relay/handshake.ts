@@ -10,30 +10,23 @@
  * that share a group. An unproven address is challenged (a cookie reply instead of a forward)
  * under load, when its handshake would need a broadcast, or when it retries while held.
  *
+ * Each message is handled as a sequence of steps that return values (admit, find the target,
+ * prove the source, route, then challenge or forward); the last returns a verdict, which
+ * decision.ts alone turns into the decision. The steps per message live in initiation.ts,
+ * response.ts and cookie_reply.ts; this file holds those they share: the load gate, our mac2,
+ * proofs, and the challenge.
+ *
  * @module
  */
 
-import {
-  MAC_SIZE,
-  MESSAGE_COOKIE_REPLY_SIZE,
-  MESSAGE_COOKIE_REPLY_TYPE,
-  MESSAGE_INITIATION_TYPE,
-  MESSAGE_RESPONSE_TYPE,
-  OFFSET_RECEIVER_INDEX,
-  OFFSET_RESPONSE_RECEIVER_INDEX,
-  OFFSET_SENDER_INDEX,
-} from "../wire/constants.ts";
-import { type Endpoint, ipv6Prefix64, keepEndpoint, normalizeHost } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
-import { HOLD_MS } from "./first_contact.ts";
-import { PENDING_TTL_MS } from "./lifetimes.ts";
-import type { PendingHandshake } from "./pending.ts";
+import { MAC_SIZE } from "../wire/constants.ts";
+import { type Endpoint, ipv6Prefix64, normalizeHost } from "../peers/endpoints.ts";
 import type { PeerKey } from "../peers/keys.ts";
-import { mac1Offset, writeMac1 } from "../wire/mac.ts";
-import { readU32, writeU32 } from "../wire/bytes.ts";
-import { resealCookieReply } from "../wire/cookie.ts";
+import { mac1Offset } from "../wire/mac.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { describeSideOf, PROOF_RENEW_MS, type RelayDecision, type RelayState } from "./state.ts";
+import { PROOF_RENEW_MS, type RelayState } from "./state.ts";
+import { CHALLENGE } from "./decision.ts";
 import type { DropReason } from "./stats.ts";
 
 /** The rate-limit key of an address the table does not hold. */
@@ -43,7 +36,7 @@ function rateKeyOf(host: string): string {
 }
 
 /** What the bridge knows about a handshake message's source once its MACs are checked. */
-interface Admission {
+export interface Admission {
   /** It carried a valid mac2 under our cookie for its address. */
   carriesOurMac2: boolean;
   /** Its address is proven (by this mac2 or an earlier one). */
@@ -52,14 +45,16 @@ interface Admission {
   loaded: boolean;
 }
 
-const admission: Admission = { carriesOurMac2: false, proven: false, loaded: false };
+/** What {@link admit} found about the message it let through; reused for every message. */
+export const admission: Admission = { carriesOurMac2: false, proven: false, loaded: false };
 
-function fingerprint(packet: Uint8Array): number {
+/** The replay filter's fingerprint of a handshake message: that of its mac1. */
+export function fingerprint(packet: Uint8Array): number {
   return ReplayFilter.fingerprint(packet, mac1Offset(packet));
 }
 
 /** Whether our mac2 is on the packet (a peer's own cookie's mac2 is left alone). */
-function carriesOurMac2(
+export function carriesOurMac2(
   state: RelayState,
   packet: Uint8Array,
   host: string,
@@ -70,7 +65,7 @@ function carriesOurMac2(
 }
 
 /** Zeroes our mac2 before forwarding: the peer cannot check a MAC under our cookie. */
-function zeroMac2(packet: Uint8Array): void {
+export function zeroMac2(packet: Uint8Array): void {
   const mac2At = mac1Offset(packet) + MAC_SIZE;
   packet.fill(0, mac2At, mac2At + MAC_SIZE);
 }
@@ -80,7 +75,7 @@ function zeroMac2(packet: Uint8Array): void {
  * counts towards the bridge's load, and under load it is charged to its source's bucket, a
  * bucket apart for proven sources. Returns a drop reason, or undefined with `admission` set.
  */
-function admit(
+export function admit(
   state: RelayState,
   source: Endpoint | undefined,
   host: string,
@@ -100,7 +95,7 @@ function admit(
 }
 
 /** Whether mac2 is all zeros (absent, or ours and zeroed): mac1 may then be rewritten. */
-function mac2IsZero(packet: Uint8Array): boolean {
+export function mac2IsZero(packet: Uint8Array): boolean {
   const mac2At = mac1Offset(packet) + MAC_SIZE;
   let any = 0;
   for (let i = mac2At; i < mac2At + MAC_SIZE; i++) any |= packet[i];
@@ -108,215 +103,25 @@ function mac2IsZero(packet: Uint8Array): boolean {
 }
 
 /** Whether `endpoint` should be made to echo an index of ours (its proof is absent or ending). */
-function needsProof(endpoint: Endpoint, now: number): boolean {
+export function needsProof(endpoint: Endpoint, now: number): boolean {
   return endpoint.provenUntil < now + PROOF_RENEW_MS;
 }
 
-/** Handles an initiation: forward it towards the key its mac1 names, or challenge its source. */
-export function relayInitiation(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  let source = state.endpoints.find(host, port);
-  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
-  if (state.table.inUse(readU32(packet, OFFSET_SENDER_INDEX))) return state.drop("index-collision");
-  const ours = carriesOurMac2(state, packet, host, port, now);
-  const neighbour = source === undefined ? state.endpoints.atHost(host) : undefined;
-  const target = state.matcher.initiationTarget(packet, source, neighbour, ours, now);
-  if (typeof target === "string") return state.drop(target);
-  const own = source && state.directory.keyAt(source, now);
-  if (own && !state.registry.shareGroup(own, target)) return state.drop("no-shared-group");
-  const refused = admit(state, source, host, ours, now);
-  if (refused) return state.drop(refused);
-  state.replay.add(fingerprint(packet), now);
-  if (ours) {
-    zeroMac2(packet);
-    // Proof alone may not take the last quarter of the table (anyone can answer cookies from
-    // many ports); if it is that full, the proof is recorded below once the initiation goes
-    // somewhere and its source is kept for the handshake.
-    source ??= state.internCheaply(host, port, now);
-    if (source !== undefined) {
-      state.prove(source, now);
-      state.firstContact.forget(source);
-    }
-  }
-  if (admission.proven && source) state.directory.addCandidate(target, source, now);
-  const d = state.decision;
-  const located = state.directory.locate(target, now);
-  let count = 0;
-  let paired = false;
-  if (located === undefined) {
-    if (admission.proven) {
-      count = state.directory.candidatesFor(target, source, now, d.targets, d.targets.length);
-    }
-  } else if (located !== source) {
-    d.targets[0] = located;
-    count = 1;
-  }
-  // An unproven source gets one copy to one address, never a broadcast; and it must not fill
-  // the pending table that real peers need, so under load or past half of it every unproven
-  // source is asked to prove itself first.
-  const crowded = state.table.pendingCount >= state.options.maxPending / 2;
-  if (!admission.proven) {
-    if (admission.loaded || crowded || count > 1) {
-      return challenge(state, packet, host, port, target, now);
-    }
-    if (count === 0) {
-      // A source that already had its first contact (held, or paired with a held one that
-      // never answered) is challenged: a pairing is a guess, and a spoofer who keeps fake held
-      // entries around must not be able to capture a peer's initiations forever.
-      if (source !== undefined && state.firstContact.hadFirst(source, now)) {
-        return challenge(state, packet, host, port, target, now);
-      }
-      const partner = pairWith(state, target, source, now);
-      if (partner === undefined) return hold(state, packet, host, port, target, source, now);
-      d.targets[0] = partner;
-      count = 1;
-      paired = true;
-    }
-  }
-  if (count === 0) return state.drop("no-target");
-  if (count > 1 && !state.broadcastBudget.take(now, count)) return state.drop("broadcast-budget");
-  const out = forwardInitiation(
-    state,
-    packet,
-    host,
-    port,
-    target,
-    count,
-    located !== undefined,
-    now,
-  );
-  // The paired source is held in turn: the peer it is waiting for pairs with it even if this
-  // pairing was wrong, and its own retry draws a cookie.
-  const initiator = paired && out.action === "forward" && state.endpoints.find(host, port);
-  if (initiator) state.firstContact.hold(initiator, target, now);
-  return out;
-}
-
-function forwardInitiation(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  target: PeerKey,
-  count: number,
-  directed: boolean,
-  now: number,
-): RelayDecision {
-  const d = state.decision;
-  const initiator = state.internSource(host, port, now);
-  if (initiator === undefined) return state.drop("table-full");
-  if (admission.carriesOurMac2) state.prove(initiator, now);
-  // Only a directed copy can go to an unproven address (a located peer that got in on first
-  // contact); broadcast candidates are proven.
-  if (count === 1 && !state.spend(d.targets[0], packet.length, now)) return state.drop("no-credit");
-  state.credit(initiator, packet.length);
-  const senderIndex = readU32(packet, OFFSET_SENDER_INDEX);
-  let index = senderIndex;
-  // A lone target whose address is unproven is sent an index of ours: its response, echoing
-  // it, proves the address (a mac1 recomputed for the target covers the new index; a peer's
-  // own mac2 cannot be, so such a message goes as it is).
-  let mac1s: Uint8Array | undefined;
-  if (count === 1 && needsProof(d.targets[0], now) && mac2IsZero(packet)) {
-    const at = mac1Offset(packet);
-    mac1s = new Uint8Array(2 * MAC_SIZE);
-    mac1s.set(packet.subarray(at, at + MAC_SIZE));
-    index = state.freshIndex();
-    writeU32(packet, OFFSET_SENDER_INDEX, index);
-    writeMac1(packet, target.mac);
-    mac1s.set(packet.subarray(at, at + MAC_SIZE), MAC_SIZE);
-  }
-  const pending: PendingHandshake = {
-    index,
-    deliverIndex: index === senderIndex ? undefined : senderIndex,
-    mac1s,
-    initiator,
-    target,
-    forwardedTo: d.targets.slice(0, count),
-    createdAt: now,
-  };
-  state.table.addPending(pending);
-  for (let i = 0; i < count; i++) keepEndpoint(d.targets[i], now + PENDING_TTL_MS);
-  initiator.lastNamedKeyId = target.id;
-  for (let i = 0; i < count; i++) {
-    state.countTx(MESSAGE_INITIATION_TYPE, d.targets[i], packet.length);
-  }
-  d.count = count;
-  d.action = "forward";
-  state.stats.handshakesForwarded++;
-  if (state.recordEvents) {
-    state.events.push({
-      type: "handshake-forwarded",
-      index: pending.index,
-      from: formatHostPort(initiator),
-      target: target.name,
-      copies: count,
-      directed,
-    });
-  }
-  return d;
-}
-
-/** A held first-contact source that may be `target` (no other key lives there). */
-function pairWith(
-  state: RelayState,
-  target: PeerKey,
-  source: Endpoint | undefined,
-  now: number,
-): Endpoint | undefined {
-  return state.firstContact.take(target, source, now, (endpoint) => {
-    const resident = state.directory.keyAt(endpoint, now);
-    return resident === undefined || resident === target;
-  });
-}
-
 /**
- * Holds an unproven first initiation towards an unlocated key: nothing is sent, so the source
- * keeps the credit of its 148 bytes for the initiation of the peer it is waiting for. (A retry
- * from a source still held gets a cookie instead: see relayInitiation.)
+ * Writes a cookie reply for `named` (the key the packet's mac1 names), to answer the source
+ * with: it proves its address with mac2 on its next try. 64 bytes in answer to a 148- or
+ * 92-byte message, so the reply never amplifies. Returns {@link CHALLENGE}, or why not.
  */
-function hold(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  target: PeerKey,
-  source: Endpoint | undefined,
-  now: number,
-): RelayDecision {
-  source ??= state.internCheaply(host, port, now);
-  if (source === undefined) return state.drop("table-full");
-  state.credit(source, packet.length);
-  keepEndpoint(source, now + HOLD_MS);
-  state.firstContact.hold(source, target, now);
-  return state.drop("held");
-}
-
-/**
- * Answers with a cookie reply for `named` (the key the packet's mac1 names): the source proves
- * its address with mac2 on its next try. 64 bytes in answer to a 148- or 92-byte message, so
- * the reply never amplifies.
- */
-function challenge(
+export function challenge(
   state: RelayState,
   packet: Uint8Array,
   host: string,
   port: number,
   named: PeerKey,
   now: number,
-): RelayDecision {
-  if (!state.cookieBudget.take(now)) return state.drop("rate-limited");
+): typeof CHALLENGE | DropReason {
+  if (!state.cookieBudget.take(now)) return "rate-limited";
   state.cookies.writeReply(packet, host, port, named.mac, now, state.cookieReply);
-  const d = state.decision;
-  d.payload = state.cookieReply;
-  d.action = "reply";
-  state.stats.cookiesSent++;
-  state.stats.txPackets[MESSAGE_COOKIE_REPLY_TYPE]++;
-  state.stats.txBytes[MESSAGE_COOKIE_REPLY_TYPE] += MESSAGE_COOKIE_REPLY_SIZE;
   if (state.recordEvents) {
     state.events.push({
       type: "cookie-sent",
@@ -324,159 +129,5 @@ function challenge(
       target: named.name,
     });
   }
-  return d;
-}
-
-/** Handles a response: link the session and send it to the initiator. */
-export function relayResponse(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  const source = state.endpoints.find(host, port);
-  if (state.replay.has(fingerprint(packet), now)) return state.drop("replay");
-  const pending = state.table.pending(readU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX), now);
-  if (pending === undefined) {
-    if (source !== undefined) source.missAt = now;
-    return state.drop("unknown-index");
-  }
-  // Only an address the initiation was sent to can know its index: anything else is a forgery
-  // or a replay from elsewhere, and must not link a session.
-  if (source === undefined || !pending.forwardedTo.includes(source)) {
-    return state.drop("unexpected-source");
-  }
-  if (source === pending.initiator) return state.drop("self-link");
-  const responderIndex = readU32(packet, OFFSET_SENDER_INDEX);
-  if (state.table.inUse(responderIndex)) return state.drop("index-collision");
-  const ours = carriesOurMac2(state, packet, host, port, now);
-  const initiatorKey = state.matcher.responseKey(packet, pending.initiator, pending.target, now);
-  // The response's mac1 names the initiator; if no key sharing a group with the responder
-  // matches, the two may not talk here (or the mac1 is forged): no session either way. The
-  // pending handshake goes too, so that one forwarded initiation buys at most one group scan.
-  if (initiatorKey === "scan-budget") return state.drop("scan-budget");
-  if (initiatorKey === undefined) {
-    state.table.dropPending(pending);
-    return state.drop("no-shared-group");
-  }
-  const refused = admit(state, source, host, ours, now);
-  if (refused) return state.drop(refused);
-  // Under load an unproven responder answers a cookie first; its initiator retries in 5 s.
-  if (!admission.proven && admission.loaded) {
-    return challenge(state, packet, host, port, initiatorKey, now);
-  }
-  if (!state.spend(pending.initiator, packet.length, now)) return state.drop("no-credit");
-  state.replay.add(fingerprint(packet), now);
-  if (ours) {
-    zeroMac2(packet);
-    state.prove(source, now);
-  }
-  // The response echoes the index the bridge chose and sent to this address alone: the
-  // address receives, unless it has been guessing indices (then this may be a lucky guess).
-  if (pending.deliverIndex !== undefined && source.missAt < pending.createdAt) {
-    state.prove(source, now);
-  }
-  state.credit(source, packet.length);
-  const responderDeliver = rewriteResponse(state, packet, pending, initiatorKey, now);
-  const slot = state.table.linkSlot(
-    pending,
-    readU32(packet, OFFSET_SENDER_INDEX),
-    source,
-    initiatorKey,
-    now,
-    (evicted) => state.ended(evicted, "evicted"),
-    responderDeliver,
-  );
-  state.directory.learn(pending.target, source, now);
-  // Both found their peer: neither may be offered to anyone else's first contact.
-  state.firstContact.forget(source);
-  state.firstContact.forget(pending.initiator);
-  state.stats.sessionsLinked++;
-  if (state.recordEvents) {
-    state.events.push({
-      type: "session-linked",
-      initiator: describeSideOf(state.table, state.table.initiatorOf(slot)),
-      responder: describeSideOf(state.table, state.table.responderOf(slot)),
-    });
-  }
-  return state.forward(MESSAGE_RESPONSE_TYPE, pending.initiator);
-}
-
-/**
- * Makes the response right for its initiator: its receiver index back to the initiator's own,
- * and, when the initiator's address is unproven, the responder's index replaced with one of
- * ours that the initiator's first transport packet will echo. Returns the responder's own
- * index (what packets to it must carry).
- */
-function rewriteResponse(
-  state: RelayState,
-  packet: Uint8Array,
-  pending: PendingHandshake,
-  initiatorKey: PeerKey,
-  now: number,
-): number {
-  const responderIndex = readU32(packet, OFFSET_SENDER_INDEX);
-  if (!mac2IsZero(packet)) return responderIndex;
-  let changed = false;
-  if (pending.deliverIndex !== undefined) {
-    writeU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX, pending.deliverIndex);
-    changed = true;
-  }
-  if (needsProof(pending.initiator, now)) {
-    writeU32(packet, OFFSET_SENDER_INDEX, state.freshIndex());
-    changed = true;
-  }
-  if (changed) writeMac1(packet, initiatorKey.mac);
-  return responderIndex;
-}
-
-/**
- * A peer under load answered with a cookie reply. It goes to the one address that sent the
- * message it answers, only if it comes from where that message was sent, and within that
- * address's credit. Nothing is charged before those checks: packets of this shape from
- * anywhere else cost the bridge one table lookup and nobody any budget.
- */
-export function relayCookieReply(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  const source = state.endpoints.find(host, port);
-  if (source === undefined) return state.drop("unexpected-source");
-  const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
-  const pending = state.table.pending(receiver, now);
-  let target: Endpoint;
-  let deliver: number;
-  if (pending) {
-    if (!pending.forwardedTo.includes(source)) return state.drop("unexpected-source");
-    target = pending.initiator;
-    deliver = pending.deliverIndex ?? pending.index;
-  } else {
-    const table = state.table;
-    const side = table.sideOf(receiver);
-    if (side < 0 || table.expiresAt(table.slotOf(side)) < now) {
-      // A guess at an index, like any other: whoever guesses from an address burns that
-      // address's chance to be proven by an echo (a hit forwarded on would tell the guesser).
-      source.missAt = now;
-      return state.drop("unknown-index");
-    }
-    if (source !== table.endpointOf(table.otherOf(side))) return state.drop("unexpected-source");
-    target = table.endpointOf(side);
-    deliver = table.deliverOf(side);
-  }
-  if (state.underLoad(now) && !state.limiter.allow(source.rateKey, now)) {
-    return state.drop("rate-limited");
-  }
-  if (!state.spend(target, packet.length, now)) return state.drop("no-credit");
-  state.credit(source, packet.length);
-  if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
-  const mac1s = pending?.mac1s;
-  if (mac1s) {
-    const [sent, received] = [mac1s.subarray(0, MAC_SIZE), mac1s.subarray(MAC_SIZE)];
-    resealCookieReply(packet, pending!.target.mac.cookieKey, received, sent, state.random);
-  }
-  return state.forward(MESSAGE_COOKIE_REPLY_TYPE, target);
+  return CHALLENGE;
 }

@@ -4,7 +4,8 @@
  * This is the bridge's whole policy, and it touches no socket or clock: a datapath (io/) feeds
  * it datagrams and carries out the {@link RelayDecision} it returns. The decision object is
  * reused for every packet, so the hot path allocates nothing. The rules themselves live in
- * transport.ts and handshake.ts; SECURITY.md explains them.
+ * transport.ts and, for handshakes, initiation.ts, response.ts and cookie_reply.ts (what they
+ * share in handshake.ts); only decision.ts writes what they decide. SECURITY.md explains them.
  *
  * @module
  */
@@ -18,23 +19,23 @@ import {
 import type { RandomSource } from "../wire/cookie.ts";
 import type { EndpointTable } from "../peers/endpoints.ts";
 import type { RelayEvent } from "./events.ts";
-import { relayCookieReply, relayInitiation, relayResponse } from "./handshake.ts";
+import { relayCookieReply } from "./cookie_reply.ts";
+import { relayInitiation } from "./initiation.ts";
+import { relayResponse } from "./response.ts";
 import type { IndexTable } from "./index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
+import { NO_ROUTE, type Route } from "../peers/route.ts";
 import { classifyMessage } from "../wire/messages.ts";
-import {
-  DEFAULT_RELAY_OPTIONS,
-  type RelayDecision,
-  type RelayOptions,
-  RelayState,
-} from "./state.ts";
+import { DEFAULT_RELAY_OPTIONS, type RelayOptions, RelayState } from "./state.ts";
+import type { RelayDecision } from "./decision.ts";
 import type { Snapshot, SnapshotSource } from "../persist/format.ts";
 import { captureState, type RestoreOutcome, restoreState } from "../persist/capture.ts";
 import type { RelayStats } from "./stats.ts";
 import { relayTransport } from "./transport.ts";
 
-export { DEFAULT_RELAY_OPTIONS, PROOF_RENEW_MS, PROOF_TTL_MS, RelayDecision } from "./state.ts";
+export { DEFAULT_RELAY_OPTIONS, PROOF_RENEW_MS, PROOF_TTL_MS } from "./state.ts";
+export { RelayDecision } from "./decision.ts";
 export type { RelayOptions } from "./state.ts";
 export { ROAM_WINDOW } from "./transport.ts";
 
@@ -84,27 +85,24 @@ export class Relay {
 
   /**
    * Decides what to do with one datagram from `host:port` received at `now` (ms). `host` is
-   * as the socket reported it (IPv4-mapped or not); `via` names the socket, so that replies
-   * leave from where the peer sent to. Never throws on any input.
+   * as the socket reported it (IPv4-mapped or not); `route` is the datapath's number for the
+   * way it came in, kept on a new endpoint so that sends to the peer leave from where it sent
+   * to. Never throws on any input.
    */
   handle(
     packet: Uint8Array,
     host: string,
     port: number,
     now: number,
-    via?: unknown,
+    route: Route = NO_ROUTE,
   ): RelayDecision {
     const state = this.#state;
-    state.via = via;
-    const d = state.decision;
-    d.count = 0;
-    d.reason = undefined;
-    d.payload = packet;
+    state.route = route;
     const kind = classifyMessage(packet);
     if (typeof kind === "string") {
       state.stats.rxPackets[0]++;
       state.stats.rxBytes[0] += packet.length;
-      return state.drop(kind);
+      return state.decide.emit(kind, 0, packet);
     }
     state.stats.rxPackets[kind]++;
     state.stats.rxBytes[kind] += packet.length;
@@ -118,6 +116,14 @@ export class Relay {
       case MESSAGE_COOKIE_REPLY_TYPE:
         return relayCookieReply(state, packet, host, port, now);
     }
+  }
+
+  /**
+   * Counts `count` datagrams of a decision that the datapath failed to send (the one call by
+   * which a datapath changes the relay's counters).
+   */
+  sendFailed(count: number): void {
+    this.#state.decide.sendFailed(count);
   }
 
   /**
@@ -198,21 +204,21 @@ export class Relay {
 
   /**
    * Copies what a state file keeps, at monotonic `now` and wall time `wallTime` (ms);
-   * `viaLabel` names the socket of an endpoint's `via`. See lib/persist/capture.ts.
+   * `viaLabel` names the socket of an endpoint's route. See lib/persist/capture.ts.
    */
-  capture(now: number, wallTime: number, viaLabel: (via: unknown) => string): SnapshotSource {
+  capture(now: number, wallTime: number, viaLabel: (route: Route) => string): SnapshotSource {
     return captureState(this.#state, now, wallTime, viaLabel);
   }
 
   /**
-   * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the socket for a saved
+   * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the route for a saved
    * socket label. Changes nothing when the snapshot is refused. See lib/persist/capture.ts.
    */
   restore(
     snapshot: Snapshot,
     now: number,
     wallTime: number,
-    viaFor: (label: string, family: 4 | 6) => unknown,
+    viaFor: (label: string, family: 4 | 6) => Route | undefined,
   ): RestoreOutcome {
     return restoreState(this.#state, snapshot, now, wallTime, viaFor);
   }

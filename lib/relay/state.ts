@@ -1,9 +1,10 @@
 /**
- * The relay's state, shared by the transport and handshake rules, and the decision it returns.
+ * The relay's state, shared by the transport and handshake rules.
  *
  * Ownership: one {@link RelayState} per bridge, owned by the `Relay` facade in relay.ts and
- * handed to the rule functions in transport_path.ts and handshakes.ts. They mutate it; nothing
- * else does. Every component is bounded by the limits in {@link RelayOptions}.
+ * handed to the rule functions in transport.ts, initiation.ts, response.ts and cookie_reply.ts.
+ * They mutate it; nothing else does. Every component is bounded by the limits in
+ * {@link RelayOptions}.
  *
  * @module
  */
@@ -30,9 +31,11 @@ import { KeyDirectory } from "../peers/key_directory.ts";
 import { KeyMatcher } from "../peers/key_matcher.ts";
 import { FirstContact } from "./first_contact.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
+import { NO_ROUTE, type Route } from "../peers/route.ts";
 import { SourceRateLimiter, TokenBucket } from "./rate_limiter.ts";
 import { ReplayFilter } from "./replay_filter.ts";
-import { type DropReason, RelayStats } from "./stats.ts";
+import { RelayStats } from "./stats.ts";
+import { Decider } from "./decision.ts";
 
 /** Tunables, all with defaults in {@link DEFAULT_RELAY_OPTIONS}. */
 export interface RelayOptions {
@@ -93,25 +96,6 @@ export const PROOF_RENEW_MS = REKEY_AFTER_TIME_MS + 2 * REKEY_TIMEOUT_MS;
 /** Why a session left the table. */
 export type SessionEnd = "expired" | "unconfirmed" | "evicted" | "config";
 
-/** What to do with one packet. Reused: read it before the next call. */
-export class RelayDecision {
-  /** `forward`: send `payload` to `targets[0..count)`; `reply`: send it back to the source. */
-  action: "forward" | "reply" | "drop" = "drop";
-  /** Why the packet was dropped, when it was. */
-  reason: DropReason | undefined = undefined;
-  /** The bytes to send (the packet itself, possibly with mac2 zeroed, or a cookie reply). */
-  payload: Uint8Array = new Uint8Array(0);
-  /** Where to send, for `forward`. */
-  readonly targets: Endpoint[];
-  /** How many of `targets` are used. */
-  count = 0;
-
-  /** A decision with room for `maxTargets` targets. */
-  constructor(maxTargets: number) {
-    this.targets = new Array(Math.max(1, maxTargets)).fill(undefined);
-  }
-}
-
 /** A session side as events show it. */
 export function describeSide(side: SessionSide) {
   return { index: side.index, key: side.key.name, endpoint: formatHostPort(side.endpoint) };
@@ -160,10 +144,10 @@ export class RelayState {
   readonly broadcastBudget: TokenBucket;
   /** Cookie replies, all sources together. */
   readonly cookieBudget: TokenBucket;
-  /** The decision object reused for every packet. */
-  readonly decision: RelayDecision;
   /** The buffer cookie replies are written to. */
   readonly cookieReply = new Uint8Array(MESSAGE_COOKIE_REPLY_SIZE);
+  /** Turns the rules' verdict on each packet into the decision, and counts it. */
+  readonly decide: Decider;
   /** Events queued for the caller. */
   events: RelayEvent[] = [];
   /**
@@ -171,8 +155,8 @@ export class RelayState {
    * none of them (warn level and above) turns this off and handles handshakes with less garbage.
    */
   recordEvents = true;
-  /** The socket the current packet came in on. */
-  via: unknown = undefined;
+  /** The way the current packet came in (see lib/peers/route.ts). */
+  route: Route = NO_ROUTE;
   /** First-contact initiations held for pairing (replaced on reconfiguration). */
   firstContact: FirstContact;
   /** Random bytes (cookie secrets, the bridge's own indices, re-sealed cookie nonces). */
@@ -204,7 +188,7 @@ export class RelayState {
     this.replay = new ReplayFilter(REJECT_AFTER_TIME_MS, 8 * o.maxPending, now);
     this.broadcastBudget = new TokenBucket(o.broadcastRate, o.broadcastRate, now);
     this.cookieBudget = new TokenBucket(o.cookieRate, o.cookieRate, now);
-    this.decision = new RelayDecision(o.maxBroadcast);
+    this.decide = new Decider(o.maxBroadcast, this.stats, this.cookieReply);
   }
 
   /**
@@ -233,34 +217,6 @@ export class RelayState {
     );
   }
 
-  /** Counts a drop and returns the decision saying so. */
-  drop(reason: DropReason): RelayDecision {
-    this.stats.drops[reason]++;
-    const d = this.decision;
-    d.action = "drop";
-    d.reason = reason;
-    return d;
-  }
-
-  /** Adds `target` to the decision's targets, counting the bytes about to go there. */
-  forward(type: number, target: Endpoint): RelayDecision {
-    const d = this.decision;
-    d.targets[d.count++] = target;
-    d.action = "forward";
-    this.countTx(type, target, d.payload.length);
-    return d;
-  }
-
-  /** Counts one packet out. */
-  countTx(type: number, target: Endpoint, length: number): void {
-    const s = this.stats;
-    const family = target.family === 4 ? 0 : 1;
-    s.txPackets[type]++;
-    s.txBytes[type] += length;
-    s.txByFamily[family]++;
-    s.txBytesByFamily[family] += length;
-  }
-
   /** Queues the end of a session. */
   ended(session: Session, why: SessionEnd): void {
     this.stats.sessionsExpired++;
@@ -276,7 +232,7 @@ export class RelayState {
 
   /** The endpoint for the current packet's source, created if needed (undefined when full). */
   internSource(host: string, port: number, now: number): Endpoint | undefined {
-    return this.endpoints.intern(host, port, now, this.via);
+    return this.endpoints.intern(host, port, now, this.route);
   }
 
   /**

@@ -38,9 +38,12 @@ export class RelayStats {
   readonly rxPackets = new Float64Array(5);
   /** Bytes received, by message type. */
   readonly rxBytes = new Float64Array(5);
-  /** Packets sent, by message type (a broadcast counts once per copy). */
+  /**
+   * Packets forwarded from one peer to another, by message type (a broadcast counts once per
+   * copy); the cookie replies the bridge makes itself are in {@link RelayStats.cookiesSent}.
+   */
   readonly txPackets = new Float64Array(5);
-  /** Bytes sent, by message type. */
+  /** Bytes forwarded, by message type. */
   readonly txBytes = new Float64Array(5);
   /** Packets sent to IPv4 (index 0) and IPv6 (index 1) endpoints. */
   readonly txByFamily = new Float64Array(2);

@@ -16,8 +16,9 @@ import {
 import { normalizeHost, samePrefix } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
-import { describeSideOf, type RelayDecision, type RelayState } from "./state.ts";
+import { describeSideOf, type RelayState } from "./state.ts";
 import type { DropReason } from "./stats.ts";
+import type { RelayDecision, Verdict } from "./decision.ts";
 
 /**
  * How far past the highest counter seen from a side a packet from a new address may be and
@@ -34,6 +35,24 @@ export function relayTransport(
   port: number,
   now: number,
 ): RelayDecision {
+  return state.decide.emit(
+    transport(state, packet, host, port, now),
+    MESSAGE_TRANSPORT_TYPE,
+    packet,
+  );
+}
+
+/**
+ * The steps for a transport packet: find its session side, check or move its source, confirm
+ * the session, then route it to the other side within that side's credit.
+ */
+function transport(
+  state: RelayState,
+  packet: Uint8Array,
+  host: string,
+  port: number,
+  now: number,
+): Verdict {
   const table = state.table;
   const receiver = readU32(packet, OFFSET_RECEIVER_INDEX);
   const side = table.sideOf(receiver);
@@ -47,7 +66,7 @@ export function relayTransport(
   if (expected.port !== port || expected.wireHost !== host) {
     if (expected.port !== port || normalizeHost(host) !== expected.host) {
       const refused = roam(state, from, low, high, host, port, now);
-      if (refused !== undefined) return state.drop(refused);
+      if (refused !== undefined) return refused;
     }
   }
   const ahead = table.counterAhead(from, low, high);
@@ -57,8 +76,8 @@ export function relayTransport(
   if (!table.isConfirmed(slot)) {
     // Until the initiator speaks from its address, that address is unproven: nothing may be
     // sent to it but the response it asked for. A WireGuard responder waits for this too.
-    if (!table.isInitiator(from)) return state.drop("unexpected-source");
-    if (!confirm(state, slot, now)) return state.drop("table-full");
+    if (!table.isInitiator(from)) return "unexpected-source";
+    if (!confirm(state, slot, now)) return "table-full";
     // The initiator echoes the index the bridge wrote into the response it sent there alone.
     const source = table.endpointOf(from);
     if (receiver !== table.deliverOf(side) && source.missAt < table.createdAt(slot)) {
@@ -72,23 +91,24 @@ export function relayTransport(
   const target = table.endpointOf(side);
   state.credit(source, packet.length);
   if (target.provenUntil < now && !state.spend(target, packet.length, now, true)) {
-    return state.drop("no-credit");
+    return "no-credit";
   }
   table.countPacket(from, packet.length, now);
   state.directory.touch(table.keyOf(from), source, now);
   const deliver = table.deliverOf(side);
   if (deliver !== receiver) writeU32(packet, OFFSET_RECEIVER_INDEX, deliver);
-  return state.forward(MESSAGE_TRANSPORT_TYPE, target);
+  state.decide.targets[0] = target;
+  return 1;
 }
 
 /**
  * Drops a packet for an index the bridge does not know, noting the miss on its source: an
  * address that guesses indices loses the right to prove itself by echoing one.
  */
-function miss(state: RelayState, host: string, port: number, now: number): RelayDecision {
+function miss(state: RelayState, host: string, port: number, now: number): DropReason {
   const source = state.endpoints.find(host, port);
   if (source !== undefined) source.missAt = now;
-  return state.drop("unknown-index");
+  return "unknown-index";
 }
 
 /**

@@ -98,7 +98,7 @@ Deno.test("writeAtomically() replaces the file owner-only and leaves no temporar
 Deno.test("StateWriter.start() says once that an unwritable place means no state file", async () => {
   const { logger, lines } = capturingLogger();
   const h = new RelayHarness([[kA, kB]]);
-  const sockets = { labelOf: () => "", viaFor: () => {} };
+  const sockets = { labelOf: () => "", viaFor: () => undefined };
   const writer = new StateWriter(
     "/nonexistent/dir/state",
     h.relay,
@@ -119,7 +119,7 @@ Deno.test("StateWriter.stop() twice (a second SIGTERM) writes the final snapshot
   try {
     const { logger, lines } = capturingLogger();
     const h = new RelayHarness([[kA, kB]]);
-    const sockets = { labelOf: () => "", viaFor: () => {} };
+    const sockets = { labelOf: () => "", viaFor: () => undefined };
     const writer = new StateWriter(`${dir}/state`, h.relay, logger, sockets, () => 0, Date.now);
     assert.equal(await writer.start(), true);
     await Promise.all([writer.stop(), writer.stop()]);
