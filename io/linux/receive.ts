@@ -23,6 +23,7 @@ import { LOCAL_KEY_WORDS, readPktinfo, RX_CONTROL_SIZE } from "./pktinfo.ts";
 import {
   AddressNames,
   AF_INET,
+  AF_INET6,
   type SendAddresses,
   SOCKADDR_IN6_SIZE,
   SOCKADDR_SLOT,
@@ -168,10 +169,26 @@ export class Receiver {
     let local = this.#sends.localOf(target);
     if (local < 0) {
       // The address the endpoint was first heard on (the relay keeps what it was given), or,
-      // for an endpoint from elsewhere, the receiving socket with the route's choice.
-      local = target.route >= 0 ? target.route : s.index;
+      // for an endpoint from elsewhere (the state file), a socket of its family with the
+      // route's choice of source.
+      local = target.route >= 0 ? target.route : this.#socketFor(s, target);
     }
     this.#sender.queue(this.#sockets[this.#locals.socketOf[local]], s, payload, target, -1, local);
+  }
+
+  /**
+   * The socket (its number, also its default local address) for `target` when nothing was
+   * learned: the receiving one if it can reach the target's family, else the first that can.
+   * Why: an endpoint restored from the state file has not been heard on any socket yet, and
+   * an IPv6 address cannot be sent to from the IPv4 socket (nor IPv4 from an IPv6-only one)
+   * whose peer happened to speak first after a restart.
+   */
+  #socketFor(s: LinuxSocket, target: Endpoint): number {
+    // Endpoints are stored normalized: an IPv4-mapped address is kept as IPv4.
+    const family = target.host.includes(":") ? AF_INET6 : AF_INET;
+    if (s.family === family) return s.index;
+    for (const other of this.#sockets) if (other.family === family) return other.index;
+    return s.index; // the only family there is: an IPv6 socket reaches IPv4 as mapped, if dual-stack
   }
 
   #log(message: string): void {

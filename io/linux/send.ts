@@ -120,7 +120,11 @@ export class Sender {
       const at = sends.entry(target, out.family);
       const source = sends.words;
       nameLength = source[at + SEND_LENGTH];
-      if (nameLength === 0) return;
+      if (nameLength === 0) {
+        // The socket's family cannot name the target (IPv6 from an IPv4 socket): counted, not lost.
+        this.#relay.sendFailed(1);
+        return;
+      }
       for (let k = 0; k < 7; k++) words[w + k] = source[at + k];
       out.txDest[i] = target.id;
     } else {

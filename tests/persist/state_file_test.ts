@@ -150,42 +150,66 @@ Deno.test("--state-file and the stateFile field set the state file; off and null
   assert.match(String(file('{"stateFile": 3}')), /stateFile: want a string/);
 });
 
-Deno.test(
-  "a bridge stopped and started again keeps the tunnel: no new handshake, both ways at once",
-  opts,
-  async () => {
-    const dir = await Deno.makeTempDir({ prefix: "wg-bridge-state-" });
-    const args = ["--listen", "127.0.0.1", "-k", `${kA},${kB}`, "--state-file", `${dir}/state`];
-    const permissions = [`--allow-read=${dir}`, `--allow-write=${dir}`];
-    const port = freePort();
-    let bridge = await BridgeProcess.start(port, args, permissions);
-    const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
-    const b = new SimPeer("127.0.0.1", "127.0.0.1", port);
-    try {
-      const { aIndex, bIndex, aOwn, bOwn } = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
-      const first = transport(aIndex, 0, 50);
-      await b.send(first);
-      assert.deepEqual(await a.next(4), asDelivered(first, aOwn), "confirmed before the restart");
-      assert.equal((await bridge.stop()).code, 0);
-      assert.match(bridge.log, /state saved to .*state \(\d+ bytes/);
+const linux = Deno.build.os === "linux" &&
+  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
 
-      bridge = await BridgeProcess.start(port, args, permissions);
-      assert.match(bridge.log, /state restored from .*: 1 session\(s\), 2 key location\(s\)/);
-      // A never spoke before: its first packet after the restart goes through at once.
-      const toB = transport(bIndex, 0, 60);
-      await a.send(toB);
-      assert.deepEqual(await b.next(4), asDelivered(toB, bOwn), "the idle direction, at once");
-      const toA = transport(aIndex, 1, 70);
-      await b.send(toA);
-      assert.deepEqual(await a.next(4), asDelivered(toA, aOwn));
-      assert.equal(await a.next(1, 100), undefined, "no handshake was needed");
-    } catch (e) {
-      console.error(bridge.log);
-      throw e;
-    } finally {
-      await Promise.all([a.close(), b.close()]);
-      await bridge.stop();
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-);
+for (
+  const [what, datapath, hostB, listen] of [
+    ["", "deno", "127.0.0.1", ["--listen", "127.0.0.1"]],
+    [" (Linux datapath, an IPv4 and an IPv6 peer)", "linux", "::1", []],
+  ] as const
+) {
+  Deno.test({
+    name: "a bridge stopped and started again keeps the tunnel: no new handshake, both ways at " +
+      `once${what}`,
+    ...opts,
+    ignore: datapath === "linux" && !linux,
+    fn: async () => {
+      const dir = await Deno.makeTempDir({ prefix: "wg-bridge-state-" });
+      const args = [
+        ...listen,
+        "-k",
+        `${kA},${kB}`,
+        "--state-file",
+        `${dir}/state`,
+        "--datapath",
+        datapath,
+      ];
+      const permissions = [
+        `--allow-read=${dir}`,
+        `--allow-write=${dir}`,
+        ...(datapath === "linux" ? ["--allow-ffi"] : []),
+      ];
+      const port = freePort();
+      let bridge = await BridgeProcess.start(port, args, permissions);
+      const a = new SimPeer("127.0.0.1", "127.0.0.1", port);
+      const b = new SimPeer(hostB, hostB, port);
+      try {
+        const { aIndex, bIndex, aOwn, bOwn } = await handshakeThroughBridge(a, b, kA, kB, 0x5000);
+        const first = transport(aIndex, 0, 50);
+        await b.send(first);
+        assert.deepEqual(await a.next(4), asDelivered(first, aOwn), "confirmed before the restart");
+        assert.equal((await bridge.stop()).code, 0);
+        assert.match(bridge.log, /state saved to .*state \(\d+ bytes/);
+
+        bridge = await BridgeProcess.start(port, args, permissions);
+        assert.match(bridge.log, /state restored from .*: 1 session\(s\), 2 key location\(s\)/);
+        // A never spoke before: its first packet after the restart goes through at once.
+        const toB = transport(bIndex, 0, 60);
+        await a.send(toB);
+        assert.deepEqual(await b.next(4), asDelivered(toB, bOwn), "the idle direction, at once");
+        const toA = transport(aIndex, 1, 70);
+        await b.send(toA);
+        assert.deepEqual(await a.next(4), asDelivered(toA, aOwn));
+        assert.equal(await a.next(1, 100), undefined, "no handshake was needed");
+      } catch (e) {
+        console.error(bridge.log);
+        throw e;
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+        await bridge.stop();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
