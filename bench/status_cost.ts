@@ -16,7 +16,7 @@
 
 import { parseArgs } from "node:util";
 import { EndpointTable } from "../lib/peers/endpoints.ts";
-import { IndexTable } from "../lib/relay/index_table.ts";
+import { IndexTable } from "../lib/sessions/index_table.ts";
 import { KeyRegistry } from "../lib/peers/keys.ts";
 import { STATUS_STEP_SLOTS } from "../io/http/ops.ts";
 import { StatusBuilder } from "../lib/observe/status.ts";

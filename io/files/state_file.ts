@@ -1,7 +1,7 @@
 /**
  * The state file on disk: restored at start, written every {@link STATE_INTERVAL_MS} and on
  * SIGTERM, so that a restart or a crash keeps the tunnels (lib/persist/format.ts has the format,
- * lib/persist/capture.ts what is kept).
+ * lib/relay/snapshot.ts what is kept).
  *
  * Writing never stalls forwarding: what runs at once is listing the sessions' slots (under
  * 1 ms at 100,000); the sessions are then read, encoded and hashed in 32 KB steps with a turn

@@ -24,7 +24,7 @@
 
 import type { Endpoint } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
-import type { IndexTable } from "../relay/index_table.ts";
+import type { IndexTable } from "../sessions/index_table.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { TopK } from "./top_k.ts";
 import type { Result } from "../result.ts";

@@ -1,6 +1,6 @@
 /**
  * The state file's format: the relay's state as bytes and back, so that a restarted bridge
- * keeps every tunnel (lib/persist/capture.ts captures and restores it, io/files/state_file.ts reads
+ * keeps every tunnel (lib/relay/snapshot.ts captures and restores it, io/files/state_file.ts reads
  * and writes the file).
  *
  * The file is a trust boundary: whoever can write it decides which addresses get which
@@ -36,8 +36,8 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { CookieSecrets } from "../wire/cookie.ts";
 import { type Endpoint, normalizeHost } from "../peers/endpoints.ts";
-import { SESSION_TTL_MS } from "../relay/lifetimes.ts";
-import { type SessionColumns, sessionColumns } from "../relay/session_columns.ts";
+import { SESSION_TTL_MS } from "../sessions/lifetimes.ts";
+import { type SessionColumns, sessionColumns } from "../sessions/session_columns.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import type { Route } from "../peers/route.ts";
 import { KEY_SIZE, REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
@@ -86,7 +86,7 @@ export interface EndpointField {
   maxAhead: number;
 }
 
-/** What a running relay hands the encoder (lib/persist/capture.ts makes it). */
+/** What a running relay hands the encoder (lib/relay/snapshot.ts makes it). */
 export interface SnapshotSource {
   /** Wall-clock time of the snapshot (ms since the epoch). */
   wallTime: number;

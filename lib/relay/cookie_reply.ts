@@ -7,7 +7,7 @@
 
 import { MAC_SIZE, MESSAGE_COOKIE_REPLY_TYPE, OFFSET_RECEIVER_INDEX } from "../wire/constants.ts";
 import type { Endpoint } from "../peers/endpoints.ts";
-import type { PendingHandshake } from "./pending.ts";
+import type { PendingHandshake } from "../sessions/pending.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
 import { resealCookieReply } from "../wire/cookie.ts";
 import type { RelayState } from "./state.ts";

@@ -22,7 +22,7 @@ import type { RelayEvent } from "./events.ts";
 import { relayCookieReply } from "./cookie_reply.ts";
 import { relayInitiation } from "./initiation.ts";
 import { relayResponse } from "./response.ts";
-import type { IndexTable } from "./index_table.ts";
+import type { IndexTable } from "../sessions/index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { NO_ROUTE, type Route } from "../peers/route.ts";
@@ -30,7 +30,7 @@ import { classifyMessage } from "../wire/messages.ts";
 import { DEFAULT_RELAY_OPTIONS, type RelayOptions, RelayState } from "./state.ts";
 import type { RelayDecision } from "./decision.ts";
 import type { Snapshot, SnapshotSource } from "../persist/format.ts";
-import { captureState, type RestoreOutcome, restoreState } from "../persist/capture.ts";
+import { captureState, type RestoreOutcome, restoreState } from "./snapshot.ts";
 import type { RelayStats } from "./stats.ts";
 import { relayTransport } from "./transport.ts";
 
@@ -204,7 +204,7 @@ export class Relay {
 
   /**
    * Copies what a state file keeps, at monotonic `now` and wall time `wallTime` (ms);
-   * `viaLabel` names the socket of an endpoint's route. See lib/persist/capture.ts.
+   * `viaLabel` names the socket of an endpoint's route. See lib/relay/snapshot.ts.
    */
   capture(now: number, wallTime: number, viaLabel: (route: Route) => string): SnapshotSource {
     return captureState(this.#state, now, wallTime, viaLabel);
@@ -212,7 +212,7 @@ export class Relay {
 
   /**
    * Restores a decoded snapshot into this (fresh) relay; `viaFor` finds the route for a saved
-   * socket label. Changes nothing when the snapshot is refused. See lib/persist/capture.ts.
+   * socket label. Changes nothing when the snapshot is refused. See lib/relay/snapshot.ts.
    */
   restore(
     snapshot: Snapshot,

@@ -11,7 +11,7 @@ import {
   OFFSET_SENDER_INDEX,
 } from "../wire/constants.ts";
 import type { Endpoint } from "../peers/endpoints.ts";
-import type { PendingHandshake } from "./pending.ts";
+import type { PendingHandshake } from "../sessions/pending.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";

@@ -25,10 +25,10 @@ import {
 } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
 import type { RelayEvent } from "./events.ts";
-import { IndexTable } from "./index_table.ts";
-import type { Session, SessionSide } from "./session.ts";
+import { IndexTable } from "../sessions/index_table.ts";
+import type { Session, SessionSide } from "../sessions/session.ts";
 import { KeyDirectory } from "../peers/key_directory.ts";
-import { KeyMatcher } from "../peers/key_matcher.ts";
+import { KeyMatcher } from "./key_matcher.ts";
 import { FirstContact } from "./first_contact.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
 import { NO_ROUTE, type Route } from "../peers/route.ts";

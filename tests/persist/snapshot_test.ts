@@ -1,6 +1,6 @@
 /**
  * The state file's format and what a restore puts back (lib/persist/format.ts,
- * lib/persist/capture.ts): a round trip keeps every tunnel flowing in both directions with no
+ * lib/relay/snapshot.ts): a round trip keeps every tunnel flowing in both directions with no
  * handshake; every kind of damage is refused whole, in one line, leaving the relay fresh.
  *
  * @module
@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { Endpoint } from "../../lib/peers/endpoints.ts";
-import { SESSION_TTL_MS } from "../../lib/relay/lifetimes.ts";
+import { SESSION_TTL_MS } from "../../lib/sessions/lifetimes.ts";
 import {
   decodeSnapshot,
   encodeSnapshot,

@@ -2,7 +2,7 @@
  * The relay's rules, in-process with a fake clock.
  */
 import assert from "node:assert/strict";
-import { PENDING_TTL_MS, SESSION_TTL_MS } from "../../lib/relay/lifetimes.ts";
+import { PENDING_TTL_MS, SESSION_TTL_MS } from "../../lib/sessions/lifetimes.ts";
 import { LOCATION_QUIET_MS } from "../../lib/peers/key_directory.ts";
 import { ROAM_WINDOW } from "../../lib/relay/relay.ts";
 import { type Addr, registryOf, RelayHarness } from "../../testing/relay_harness.ts";

@@ -14,7 +14,7 @@ import {
   STATUS_MAX_SHARE,
 } from "../../io/http/ops.ts";
 import { DEFAULT_HTTP_LIMITS } from "../../io/http/server.ts";
-import { IndexTable } from "../../lib/relay/index_table.ts";
+import { IndexTable } from "../../lib/sessions/index_table.ts";
 import { KeyRegistry } from "../../lib/peers/keys.ts";
 import { StatusBuilder } from "../../lib/observe/status.ts";
 import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";

@@ -3,7 +3,7 @@
  * slot, or two per slot for the columns about a side (`2 * slot` is the initiator, `2 * slot + 1`
  * the responder). Typed arrays hold no JavaScript objects, so 100,000 sessions leave nothing for
  * the garbage collector to trace, and a transport packet reads a few cache lines (docs/benchmarks.md
- * has the figures). Which slots are live, and in what order, is lib/relay/session_slots.ts.
+ * has the figures). Which slots are live, and in what order, is lib/sessions/session_slots.ts.
  *
  * @module
  */

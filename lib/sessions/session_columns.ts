@@ -1,7 +1,7 @@
 /**
  * Sessions copied out of the index table column by column, and back in: the form in which
  * lib/persist saves and restores them (`IndexTable.copySession`, `IndexTable.importSession`
- * in lib/relay/index_table.ts). Plain data, detached from the table.
+ * in lib/sessions/index_table.ts). Plain data, detached from the table.
  *
  * @module
  */

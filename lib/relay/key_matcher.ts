@@ -11,12 +11,12 @@
  * @module
  */
 
-import type { Endpoint } from "./endpoints.ts";
-import type { KeyDirectory } from "./key_directory.ts";
-import type { KeyRegistry, PeerKey } from "./keys.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
+import type { KeyDirectory } from "../peers/key_directory.ts";
+import type { KeyRegistry, PeerKey } from "../peers/keys.ts";
 import { verifyMac1 } from "../wire/mac.ts";
-import { TokenBucket } from "../relay/rate_limiter.ts";
-import type { RelayStats } from "../relay/stats.ts";
+import { TokenBucket } from "./rate_limiter.ts";
+import type { RelayStats } from "./stats.ts";
 
 /**
  * How many recent targets an initiation is tried against before any scan: enough for the hubs

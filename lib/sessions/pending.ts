@@ -1,6 +1,6 @@
 /**
  * Pending handshakes: initiations the bridge forwarded and whose responses it awaits, by the
- * index the response will carry. The index table (lib/relay/index_table.ts) keeps these next to
+ * index the response will carry. The index table (lib/sessions/index_table.ts) keeps these next to
  * its sessions so that an index is never both; this file only keeps them and their caps.
  *
  * @module

@@ -23,12 +23,12 @@ import {
   MAX_CREDIT_BYTES,
   MAX_CREDIT_PACKETS,
 } from "../peers/endpoints.ts";
-import { sessionColumns } from "../relay/session_columns.ts";
+import { sessionColumns } from "../sessions/session_columns.ts";
 import { KEY_ADDRESS_TTL_MS } from "../peers/key_directory.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { NO_ROUTE, type Route } from "../peers/route.ts";
-import type { RelayState } from "../relay/state.ts";
-import { ENDPOINT_FIELDS, type Snapshot, type SnapshotSource } from "./format.ts";
+import type { RelayState } from "./state.ts";
+import { ENDPOINT_FIELDS, type Snapshot, type SnapshotSource } from "../persist/format.ts";
 import type { Result } from "../result.ts";
 
 /** What a restore did, or why it did nothing. */

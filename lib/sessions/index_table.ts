@@ -13,14 +13,14 @@
  * Sessions are numbers, not objects: a session is a slot, and each slot has two sides,
  * `2 * slot` the initiator and `2 * slot + 1` the responder. The relay reads and writes them by
  * side (`sideOf`, `endpointOf`, `keyOf`, ...), which allocates nothing per packet. The parts:
- * - lib/relay/pending.ts: the pending handshakes;
- * - lib/relay/index_hash.ts: index -> side;
- * - lib/relay/slot_columns.ts: what is stored per slot and side, in typed arrays (a session
+ * - lib/sessions/pending.ts: the pending handshakes;
+ * - lib/sessions/index_hash.ts: index -> side;
+ * - lib/sessions/slot_columns.ts: what is stored per slot and side, in typed arrays (a session
  *   costs about 140 bytes and no JavaScript object; docs/benchmarks.md has the figures);
- * - lib/relay/session_slots.ts: which slots are live, in two age-ordered lists;
- * - lib/relay/session.ts: a session as plain data ({@link IndexTable.describe}), for events,
+ * - lib/sessions/session_slots.ts: which slots are live, in two age-ordered lists;
+ * - lib/sessions/session.ts: a session as plain data ({@link IndexTable.describe}), for events,
  *   status pages, reloads and tests;
- * - lib/relay/session_columns.ts: sessions in column form, for snapshots.
+ * - lib/sessions/session_columns.ts: sessions in column form, for snapshots.
  *
  * @module
  */

@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
 import { REJECT_AFTER_TIME_MS, REKEY_TIMEOUT_MS } from "../../lib/wire/constants.ts";
 import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
-import { IndexTable, type IndexTableLimits } from "../../lib/relay/index_table.ts";
-import { PENDING_TTL_MS, SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/lifetimes.ts";
-import type { PendingHandshake } from "../../lib/relay/pending.ts";
-import type { Session } from "../../lib/relay/session.ts";
+import { IndexTable, type IndexTableLimits } from "../../lib/sessions/index_table.ts";
+import {
+  PENDING_TTL_MS,
+  SESSION_TTL_MS,
+  UNCONFIRMED_TTL_MS,
+} from "../../lib/sessions/lifetimes.ts";
+import type { PendingHandshake } from "../../lib/sessions/pending.ts";
+import type { Session } from "../../lib/sessions/session.ts";
 import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
 import { INITIATOR_PUBLIC_KEY, RESPONDER_PUBLIC_KEY } from "../fixtures/handshake.ts";
 

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { type Endpoint, EndpointTable } from "../../lib/peers/endpoints.ts";
-import { IndexTable } from "../../lib/relay/index_table.ts";
-import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/relay/lifetimes.ts";
+import { IndexTable } from "../../lib/sessions/index_table.ts";
+import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "../../lib/sessions/lifetimes.ts";
 import { KeyRegistry, type PeerKey } from "../../lib/peers/keys.ts";
 import { Prng } from "../../testing/prng.ts";
 import { randomKey } from "../../testing/wire.ts";
