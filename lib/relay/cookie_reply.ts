@@ -5,34 +5,14 @@
  * @module
  */
 
-import { MAC_SIZE, MESSAGE_COOKIE_REPLY_TYPE, OFFSET_RECEIVER_INDEX } from "../wire/constants.ts";
+import { MAC_SIZE, OFFSET_RECEIVER_INDEX } from "../wire/constants.ts";
 import type { Endpoint } from "../peers/endpoints.ts";
 import type { PendingHandshake } from "../sessions/pending.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
 import { resealCookieReply } from "../wire/cookie.ts";
 import type { RelayState } from "./state.ts";
-import type { RelayDecision, Verdict } from "./decision.ts";
+import type { Verdict } from "./decision.ts";
 import type { DropReason } from "./stats.ts";
-
-/**
- * A peer under load answered with a cookie reply. It goes to the one address that sent the
- * message it answers, only if it comes from where that message was sent, and within that
- * address's credit. Nothing is charged before those checks: packets of this shape from
- * anywhere else cost the bridge one table lookup and nobody any budget.
- */
-export function relayCookieReply(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  return state.decide.emit(
-    cookieReply(state, packet, host, port, now),
-    MESSAGE_COOKIE_REPLY_TYPE,
-    packet,
-  );
-}
 
 /** Where a peer's cookie reply goes, found by {@link replyTarget}; reused. */
 const answered = {
@@ -45,11 +25,15 @@ const answered = {
 };
 
 /**
- * The steps for a peer's cookie reply: find the message it answers and check it comes from
- * where that went, then through the load gate and within the target's credit, restore the
- * index and the cookie's seal the target expects, and route it there.
+ * A peer under load answered with a cookie reply. It goes to the one address that sent the
+ * message it answers, only if it comes from where that message was sent, and within that address's
+ * credit. Nothing is charged before those checks: packets of this shape from anywhere else cost the
+ * bridge one table lookup and nobody any budget. The steps for a peer's cookie reply: find the
+ * message it answers and check it comes from where that went, then through the load gate and within
+ * the target's credit, restore the index and the cookie's seal the target expects, and route it
+ * there. Returns the verdict; Relay.handle has it written into the decision.
  */
-function cookieReply(
+export function cookieReplyVerdict(
   state: RelayState,
   packet: Uint8Array,
   host: string,

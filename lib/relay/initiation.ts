@@ -6,7 +6,7 @@
  */
 
 import { formatHostPort } from "../host_port.ts";
-import { MAC_SIZE, MESSAGE_INITIATION_TYPE, OFFSET_SENDER_INDEX } from "../wire/constants.ts";
+import { MAC_SIZE, OFFSET_SENDER_INDEX } from "../wire/constants.ts";
 import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
 import { HOLD_MS } from "./first_contact.ts";
 import { PENDING_TTL_MS } from "../sessions/lifetimes.ts";
@@ -15,7 +15,7 @@ import type { PeerKey } from "../peers/keys.ts";
 import { mac1Offset, writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
 import type { RelayState } from "./state.ts";
-import { CHALLENGE, type RelayDecision, type Verdict } from "./decision.ts";
+import { CHALLENGE, type Verdict } from "./decision.ts";
 import type { DropReason } from "./stats.ts";
 import {
   admission,
@@ -28,26 +28,13 @@ import {
   zeroMac2,
 } from "./handshake.ts";
 
-/** Handles an initiation: forward it towards the key its mac1 names, or challenge its source. */
-export function relayInitiation(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  return state.decide.emit(
-    initiation(state, packet, host, port, now),
-    MESSAGE_INITIATION_TYPE,
-    packet,
-  );
-}
-
 /**
- * The steps for an initiation: admit it (new, and through the load gate), find the key it
- * names, prove its source (when it carries our mac2), route it, then challenge or forward.
+ * Handles an initiation: forward it towards the key its mac1 names, or challenge its source. The
+ * steps for an initiation: admit it (new, and through the load gate), find the key it names, prove
+ * its source (when it carries our mac2), route it, then challenge or forward. Returns the verdict;
+ * Relay.handle has it written into the decision.
  */
-function initiation(
+export function initiationVerdict(
   state: RelayState,
   packet: Uint8Array,
   host: string,
@@ -262,7 +249,7 @@ function pairWith(
 /**
  * Holds an unproven first initiation towards an unlocated key: nothing is sent, so the source
  * keeps the credit of its 148 bytes for the initiation of the peer it is waiting for. (A retry
- * from a source still held gets a cookie instead: see relayInitiation.)
+ * from a source still held gets a cookie instead: see initiationVerdict.)
  */
 function hold(
   state: RelayState,

@@ -11,7 +11,6 @@
  */
 
 import {
-  MESSAGE_COOKIE_REPLY_TYPE,
   MESSAGE_INITIATION_TYPE,
   MESSAGE_RESPONSE_TYPE,
   MESSAGE_TRANSPORT_TYPE,
@@ -19,9 +18,9 @@ import {
 import type { RandomSource } from "../wire/cookie.ts";
 import type { EndpointTable } from "../peers/endpoints.ts";
 import type { RelayEvent } from "./events.ts";
-import { relayCookieReply } from "./cookie_reply.ts";
-import { relayInitiation } from "./initiation.ts";
-import { relayResponse } from "./response.ts";
+import { cookieReplyVerdict } from "./cookie_reply.ts";
+import { initiationVerdict } from "./initiation.ts";
+import { responseVerdict } from "./response.ts";
 import type { IndexTable } from "../sessions/index_table.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry } from "../peers/keys.ts";
@@ -32,7 +31,7 @@ import type { RelayDecision } from "./decision.ts";
 import type { Snapshot, SnapshotSource } from "../persist/format.ts";
 import { captureState, type RestoreOutcome, restoreState } from "./snapshot.ts";
 import type { RelayStats } from "./stats.ts";
-import { relayTransport } from "./transport.ts";
+import { transportVerdict } from "./transport.ts";
 
 export { DEFAULT_RELAY_OPTIONS, PROOF_RENEW_MS, PROOF_TTL_MS } from "./state.ts";
 export { RelayDecision } from "./decision.ts";
@@ -106,16 +105,15 @@ export class Relay {
     }
     state.stats.rxPackets[kind]++;
     state.stats.rxBytes[kind] += packet.length;
-    switch (kind) {
-      case MESSAGE_TRANSPORT_TYPE:
-        return relayTransport(state, packet, host, port, now);
-      case MESSAGE_INITIATION_TYPE:
-        return relayInitiation(state, packet, host, port, now);
-      case MESSAGE_RESPONSE_TYPE:
-        return relayResponse(state, packet, host, port, now);
-      case MESSAGE_COOKIE_REPLY_TYPE:
-        return relayCookieReply(state, packet, host, port, now);
-    }
+    // Each message type's steps return a verdict; only the decider writes it (decision.ts).
+    const verdict = kind === MESSAGE_TRANSPORT_TYPE
+      ? transportVerdict(state, packet, host, port, now)
+      : kind === MESSAGE_INITIATION_TYPE
+      ? initiationVerdict(state, packet, host, port, now)
+      : kind === MESSAGE_RESPONSE_TYPE
+      ? responseVerdict(state, packet, host, port, now)
+      : cookieReplyVerdict(state, packet, host, port, now);
+    return state.decide.emit(verdict, kind, packet);
   }
 
   /**

@@ -5,18 +5,14 @@
  * @module
  */
 
-import {
-  MESSAGE_RESPONSE_TYPE,
-  OFFSET_RESPONSE_RECEIVER_INDEX,
-  OFFSET_SENDER_INDEX,
-} from "../wire/constants.ts";
+import { OFFSET_RESPONSE_RECEIVER_INDEX, OFFSET_SENDER_INDEX } from "../wire/constants.ts";
 import type { Endpoint } from "../peers/endpoints.ts";
 import type { PendingHandshake } from "../sessions/pending.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { writeMac1 } from "../wire/mac.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
 import { describeSideOf, type RelayState } from "./state.ts";
-import type { RelayDecision, Verdict } from "./decision.ts";
+import type { Verdict } from "./decision.ts";
 import type { DropReason } from "./stats.ts";
 import {
   admission,
@@ -29,24 +25,14 @@ import {
   zeroMac2,
 } from "./handshake.ts";
 
-/** Handles a response: link the session and send it to the initiator. */
-export function relayResponse(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  return state.decide.emit(response(state, packet, host, port, now), MESSAGE_RESPONSE_TYPE, packet);
-}
-
 /**
- * The steps for a response: admit it (new, answering a pending initiation, from an address
- * that initiation was sent to, and through the load gate), find the initiator's key, then
- * challenge an unproven responder under load, or prove what it proves, link the session and
- * route the response to the initiator.
+ * Handles a response: link the session and send it to the initiator. The steps for a response:
+ * admit it (new, answering a pending initiation, from an address that initiation was sent to, and
+ * through the load gate), find the initiator's key, then challenge an unproven responder under
+ * load, or prove what it proves, link the session and route the response to the initiator. Returns
+ * the verdict; Relay.handle has it written into the decision.
  */
-function response(
+export function responseVerdict(
   state: RelayState,
   packet: Uint8Array,
   host: string,

@@ -8,17 +8,13 @@
  * @module
  */
 
-import {
-  MESSAGE_TRANSPORT_TYPE,
-  OFFSET_COUNTER,
-  OFFSET_RECEIVER_INDEX,
-} from "../wire/constants.ts";
+import { OFFSET_COUNTER, OFFSET_RECEIVER_INDEX } from "../wire/constants.ts";
 import { normalizeHost, samePrefix } from "../peers/endpoints.ts";
 import { formatHostPort } from "../host_port.ts";
 import { readU32, writeU32 } from "../wire/bytes.ts";
 import { describeSideOf, type RelayState } from "./state.ts";
 import type { DropReason } from "./stats.ts";
-import type { RelayDecision, Verdict } from "./decision.ts";
+import type { Verdict } from "./decision.ts";
 
 /**
  * How far past the highest counter seen from a side a packet from a new address may be and
@@ -27,26 +23,13 @@ import type { RelayDecision, Verdict } from "./decision.ts";
  */
 export const ROAM_WINDOW = 2 ** 24;
 
-/** Forwards a transport packet to the other side of its session. */
-export function relayTransport(
-  state: RelayState,
-  packet: Uint8Array,
-  host: string,
-  port: number,
-  now: number,
-): RelayDecision {
-  return state.decide.emit(
-    transport(state, packet, host, port, now),
-    MESSAGE_TRANSPORT_TYPE,
-    packet,
-  );
-}
-
 /**
- * The steps for a transport packet: find its session side, check or move its source, confirm
- * the session, then route it to the other side within that side's credit.
+ * Forwards a transport packet to the other side of its session. The steps for a transport packet:
+ * find its session side, check or move its source, confirm the session, then route it to the other
+ * side within that side's credit. Returns the verdict; Relay.handle has it written into the
+ * decision.
  */
-function transport(
+export function transportVerdict(
   state: RelayState,
   packet: Uint8Array,
   host: string,
