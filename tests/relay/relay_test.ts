@@ -358,3 +358,15 @@ Deno.test("a side back in its proven network after a packet from elsewhere is pr
   assert.deepEqual(h.send(transport(bIndex, 2, 96), back).targets, [at(B)]);
   assert.deepEqual(h.send(transport(aIndex, 1, 1420), B).targets, [at(back)], "no credit needed");
 });
+
+Deno.test("Relay.sendFailed() counts failed sends as send-failed drops and leaves forwards counted", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  h.establish(kA, kB, A, B, 0x700);
+  const forwarded = [...h.relay.stats.txPackets];
+  assert.equal(h.relay.stats.drops["send-failed"], 0);
+  h.relay.sendFailed(3);
+  h.relay.sendFailed(1);
+  assert.equal(h.relay.stats.drops["send-failed"], 4);
+  assert.deepEqual([...h.relay.stats.txPackets], forwarded, "a decision forwarded is still one");
+});
