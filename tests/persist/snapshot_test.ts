@@ -331,3 +331,21 @@ Deno.test("encodeSnapshot() yields bounded chunks whose concatenation decodes", 
   chunks.reduce((at, c) => (whole.set(c, at), at + c.length), 0);
   assert.deepEqual(whole, snapshotBytes(h));
 });
+
+Deno.test("a snapshot reads an endpoint forgotten while it is written as fresh, never as whoever has its id now", () => {
+  const h = new RelayHarness(GROUPS);
+  const table = h.relay.endpoints;
+  const old = table.intern("192.0.2.1", 1, h.now)!;
+  table.facts.provenUntil[old.id] = h.now + 1000;
+  const source = h.relay.capture(h.now, WALL, () => "");
+  assert.equal(source.fact(old, "provenUntil"), h.now + 1000, "held: its own fact");
+  table.facts.provenUntil[old.id] = 0; // nothing keeps it any more
+  table.sweep(h.now + 1);
+  const reuser = table.intern("198.51.100.1", 2, h.now + 1)!;
+  assert.equal(reuser.id, old.id, "the id is reused");
+  table.facts.provenUntil[reuser.id] = h.now + 5000;
+  table.facts.credit[reuser.id] = 777;
+  assert.equal(source.fact(old, "provenUntil"), 0);
+  assert.equal(source.fact(old, "credit"), 0);
+  assert.equal(source.fact(reuser, "provenUntil"), h.now + 5000);
+});
