@@ -5,7 +5,8 @@
  * The loopback benchmark's sessions share the generator's 200 sockets, so its bytes per
  * session cover the session table only. A bridge whose sessions each come from addresses of
  * their own also keeps, per address, an interned endpoint (with its host string, as the
- * datapath's name cache makes it) and the datapath's encoded sockaddr. This measures that in
+ * datapath's name cache makes it), the relay's facts about it (typed columns by endpoint id,
+ * lib/peers/endpoint_facts.ts) and the datapath's encoded sockaddr. This measures that in
  * the bridge's own code, in-process: N distinct addresses interned, given the timestamps and
  * key ids a live peer's endpoint carries, the heap read after a full garbage collection.
  *
@@ -51,10 +52,11 @@ for (let i = 0; i < count; i++) {
   // Each host string is made once, as the datapath's name cache does for a new address.
   const host = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
   const e = table.intern(host, 1024 + (i % 60000), now, via)!;
-  e.provenUntil = now + 180_000;
-  e.keepUntil = now + 180_000;
-  e.keyId = i;
-  e.lastNamedKeyId = i + 1;
+  const facts = table.facts; // after intern, which may have grown the columns
+  facts.provenUntil[e.id] = now + 180_000;
+  facts.keepUntil[e.id] = now + 180_000;
+  facts.keyId[e.id] = i;
+  facts.lastNamedKeyId[e.id] = i + 1;
   if ((e.id + 1) * SEND_WORDS > sends.length) {
     const grown = new Int32Array(2 * sends.length);
     grown.set(sends);

@@ -60,7 +60,8 @@ function filled(n: number): Relay {
     const host = (j: number) => `10.${(j >> 16) & 255}.${(j >> 8) & 255}.${j & 255}`;
     const initiator = relay.endpoints.intern(host(2 * i), 40000, now, via)!;
     const responder = relay.endpoints.intern(host(2 * i + 1), 40001, now, via)!;
-    initiator.provenUntil = responder.provenUntil = now + 180_000;
+    const provenUntil = relay.endpoints.facts.provenUntil;
+    provenUntil[initiator.id] = provenUntil[responder.id] = now + 180_000;
     const kI = reg.keys[i % 200], kR = reg.keys[(i + 1) % 200];
     const pending = {
       index: 2 * i + 1,

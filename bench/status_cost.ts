@@ -46,8 +46,11 @@ const built = KeyRegistry.build([{
 }]);
 if (!built.ok) throw new Error(built.error);
 const registry = built.registry;
-const table = new IndexTable({ maxPending: 4096, maxPendingPerSource: 4, maxSessions: sessions });
 const endpoints = new EndpointTable(2 * sessions);
+const table = new IndexTable(
+  { maxPending: 4096, maxPendingPerSource: 4, maxSessions: sessions },
+  endpoints.facts,
+);
 let now = 1000;
 for (let i = 0; i < sessions; i++) {
   const a = endpoints.intern(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 1000, now)!;

@@ -40,7 +40,7 @@ import { type Libc, POLLIN } from "./libc.ts";
 import { LocalAddresses } from "./local_addresses.ts";
 import { Receiver } from "./receive.ts";
 import { Sender } from "./send.ts";
-import { AF_INET6, SendAddresses } from "./sockaddr.ts";
+import { SendAddresses } from "./sockaddr.ts";
 import type { LinuxSocket } from "./socket.ts";
 import { startWaker, type Waker } from "./waker.ts";
 

@@ -7,16 +7,26 @@
  * at least as long as the longest-lived state that points at it (`keepUntil`), which is what lets
  * sessions hold endpoint objects and compare them by identity.
  *
+ * An {@link Endpoint} holds only what an address is. What the relay knows about it (proof,
+ * credit, references, key, how long to keep it) lives in the table's {@link EndpointFacts}
+ * (lib/peers/endpoint_facts.ts), columns indexed by `Endpoint.id`; the table resets an id's
+ * facts whenever it hands the id out, and reads them to decide what it may forget.
+ *
  * @module
  */
 
+import { EndpointFacts } from "./endpoint_facts.ts";
 import { NO_ROUTE, type Route } from "./route.ts";
 
-/** One peer address as the bridge sees it. */
+/**
+ * One peer address as the bridge sees it: what the address is, nothing the relay learned about
+ * it (that is in {@link EndpointTable.facts}, by `id`).
+ */
 export interface Endpoint {
   /**
    * A small number no other live endpoint has (reused after this one is forgotten), for the
-   * I/O layer to keep per-address data in arrays instead of objects.
+   * relay's facts ({@link EndpointFacts}) and the I/O layer to keep per-address data in arrays
+   * instead of objects.
    */
   readonly id: number;
   /** The address, IPv4-mapped IPv6 written as plain IPv4 (one peer, one address). */
@@ -29,37 +39,6 @@ export interface Endpoint {
   readonly family: 4 | 6;
   /** Rate-limit bucket: the IPv4 address, or the IPv6 /64 as WireGuard groups them. */
   readonly rateKey: string;
-  /**
-   * Until when the address counts as proven to receive (ms); 0 when never proven. Only a
-   * handshake carrying a valid mac2 under a cookie the bridge issued to this exact address sets
-   * it (or a NAT rebinding of a proven session side within its IPv4 address or IPv6 /64):
-   * indices and counters are chosen by whoever sends them, so no other packet proves anything.
-   */
-  provenUntil: number;
-  /**
-   * Bytes this address may still be sent while unproven: what it sent that the bridge used,
-   * less what the bridge sent it. A spoofer who names a victim's address therefore makes the
-   * bridge send the victim no more than the spoofer sent, which it could have sent directly.
-   */
-  credit: number;
-  /** Packets this address may still be sent while unproven: one per packet it sent. */
-  packetCredit: number;
-  /** Session sides that point here: an endpoint in use by a session is never forgotten. */
-  sessionRefs: number;
-  /**
-   * When this address last sent a transport packet or response with an index the bridge does
-   * not know (ms; 0: never). An index the bridge chose proves its receiver only if echoed
-   * without such a miss: someone guessing it blind must be right on the first try (2^-32).
-   */
-  missAt: number;
-  /** Id of the configured key last learned to live here, or -1. */
-  keyId: number;
-  /** Id of the key this source's last initiation named (a hint for mac1 checks), or -1. */
-  lastNamedKeyId: number;
-  /** Pending initiations from this address (a per-source cap). */
-  pendingCount: number;
-  /** The table may forget this endpoint after this time (ms). */
-  keepUntil: number;
   /** The way this address was first heard, as the datapath numbers it: sends to it leave there. */
   readonly route: Route;
 }
@@ -102,10 +81,13 @@ export class EndpointTable {
   /** Ids of forgotten endpoints, handed out again before new ones. */
   readonly #freeIds: number[] = [];
   #nextId = 0;
+  /** What the relay knows about each endpoint held, by `Endpoint.id`. */
+  readonly facts: EndpointFacts;
 
   /** `capacity` bounds the table; {@link EndpointTable.intern} refuses beyond it. */
   constructor(capacity: number) {
     this.#capacity = capacity;
+    this.facts = new EndpointFacts(capacity);
   }
 
   /** How many endpoints the table holds at most. */
@@ -126,6 +108,11 @@ export class EndpointTable {
     return entry.port === port ? entry : undefined;
   }
 
+  /** Whether `endpoint` is the one the table holds for its address (not forgotten since). */
+  holds(endpoint: Endpoint): boolean {
+    return this.find(endpoint.host, endpoint.port) === endpoint;
+  }
+
   /**
    * Some endpoint at the same host (IP address), any port, preferring one that hosts a key:
    * a peer whose NAT gave it a new port is usually still at its host, so its old endpoint's
@@ -135,8 +122,9 @@ export class EndpointTable {
     const entry = this.#byHost.get(normalizeHost(host));
     if (entry === undefined || !(entry instanceof Map)) return entry;
     let any: Endpoint | undefined;
+    const keyId = this.facts.keyId;
     for (const endpoint of entry.values()) {
-      if (endpoint.keyId >= 0) return endpoint;
+      if (keyId[endpoint.id] >= 0) return endpoint;
       any ??= endpoint;
     }
     return any;
@@ -166,17 +154,9 @@ export class EndpointTable {
       port,
       family,
       rateKey: family === 4 ? normal : ipv6Prefix64(normal),
-      provenUntil: 0,
-      credit: 0,
-      packetCredit: 0,
-      sessionRefs: 0,
-      missAt: 0,
-      keyId: -1,
-      lastNamedKeyId: -1,
-      pendingCount: 0,
-      keepUntil: now,
       route,
     };
+    this.facts.reset(endpoint.id, now);
     if (entry === undefined) {
       this.#byHost.set(normal, endpoint);
     } else if (entry instanceof Map) {
@@ -207,11 +187,16 @@ export class EndpointTable {
     }
   }
 
-  /** Forgets endpoints whose `keepUntil` has passed; returns how many went. */
+  /**
+   * Forgets endpoints whose `keepUntil` has passed and that nothing points at (no pending
+   * handshake, no session side, no key living there); returns how many went.
+   */
   sweep(now: number): number {
     const before = this.#size;
+    const f = this.facts;
     const expired = (e: Endpoint) =>
-      e.keepUntil < now && e.pendingCount === 0 && e.sessionRefs === 0 && e.keyId < 0;
+      f.keepUntil[e.id] < now && f.pendingCount[e.id] === 0 && f.sessionRefs[e.id] === 0 &&
+      f.keyId[e.id] < 0;
     for (const [host, entry] of this.#byHost) {
       if (!(entry instanceof Map)) {
         if (expired(entry)) this.#forget(host, entry);
@@ -239,20 +224,7 @@ export class EndpointTable {
   }
 }
 
-/**
- * The most credit an unproven address can hold. The guarantee (never more bytes out than in)
- * holds without a cap; the cap keeps old traffic from paying for a burst much later.
- */
-export const MAX_CREDIT_BYTES = 1 << 20;
-/** The most packets of credit an unproven address can hold (see {@link MAX_CREDIT_BYTES}). */
-export const MAX_CREDIT_PACKETS = 1 << 14;
-
 /** Whether two endpoints share an IPv4 address or an IPv6 /64 (how NATs rebind). */
 export function samePrefix(a: Endpoint, b: Endpoint): boolean {
   return a.rateKey === b.rateKey;
-}
-
-/** Extends how long an endpoint must be kept. */
-export function keepEndpoint(endpoint: Endpoint, until: number): void {
-  if (endpoint.keepUntil < until) endpoint.keepUntil = until;
 }

@@ -15,7 +15,8 @@
  */
 
 import { REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
-import { type Endpoint, keepEndpoint } from "./endpoints.ts";
+import type { Endpoint } from "./endpoints.ts";
+import type { EndpointFacts } from "./endpoint_facts.ts";
 import type { KeyRegistry, PeerKey } from "./keys.ts";
 
 /**
@@ -41,14 +42,20 @@ export const CANDIDATE_KEEP_MS = 30_000;
 /** Learned key locations and broadcast candidates. */
 export class KeyDirectory {
   readonly #registry: KeyRegistry;
+  /** The endpoint table's facts, where each endpoint's key is recorded (`keyId`). */
+  readonly #facts: EndpointFacts;
   readonly #located: (Endpoint | undefined)[];
   readonly #seenAt: Float64Array;
   readonly #candidates: Map<Endpoint, number>[];
   readonly #maxCandidates: number;
 
-  /** A directory for the keys of `registry`; each group keeps at most `maxCandidates`. */
-  constructor(registry: KeyRegistry, maxCandidates: number) {
+  /**
+   * A directory for the keys of `registry`, recording where they live in `facts` (the endpoint
+   * table's); each group keeps at most `maxCandidates`.
+   */
+  constructor(registry: KeyRegistry, facts: EndpointFacts, maxCandidates: number) {
     this.#registry = registry;
+    this.#facts = facts;
     this.#located = new Array(registry.keys.length).fill(undefined);
     this.#seenAt = new Float64Array(registry.keys.length);
     this.#candidates = registry.groups.map(() => new Map());
@@ -71,17 +78,18 @@ export class KeyDirectory {
    *   letting it re-assign the address would silently un-locate the live peer.
    */
   learn(key: PeerKey, endpoint: Endpoint, now: number): boolean {
+    const keyId = this.#facts.keyId;
     const previous = this.#located[key.id];
     const resident = this.keyAt(endpoint, now);
     if (resident !== undefined && resident !== key) return false;
     if (previous !== endpoint && previous !== undefined) {
       const busy = this.#seenAt[key.id] + LOCATION_QUIET_MS > now;
-      if (busy && previous.keyId === key.id) return false;
+      if (busy && keyId[previous.id] === key.id) return false;
     }
-    if (previous && previous !== endpoint && previous.keyId === key.id) previous.keyId = -1;
+    if (previous && previous !== endpoint && keyId[previous.id] === key.id) keyId[previous.id] = -1;
     this.#located[key.id] = endpoint;
     this.#seenAt[key.id] = now;
-    endpoint.keyId = key.id;
+    keyId[endpoint.id] = key.id;
     for (const g of key.groups) this.#candidates[g].delete(endpoint);
     return true;
   }
@@ -103,14 +111,15 @@ export class KeyDirectory {
   locate(key: PeerKey, now: number): Endpoint | undefined {
     const endpoint = this.#located[key.id];
     if (!endpoint || this.#seenAt[key.id] + KEY_ADDRESS_TTL_MS < now) return undefined;
-    if (endpoint.keyId !== key.id) return undefined;
+    if (this.#facts.keyId[endpoint.id] !== key.id) return undefined;
     return endpoint;
   }
 
   /** The key learned at an address, if still fresh there. */
   keyAt(endpoint: Endpoint, now: number): PeerKey | undefined {
-    if (endpoint.keyId < 0) return undefined;
-    const key = this.#registry.keys[endpoint.keyId];
+    const keyId = this.#facts.keyId[endpoint.id];
+    if (keyId < 0) return undefined;
+    const key = this.#registry.keys[keyId];
     return this.#located[key.id] === endpoint && this.#seenAt[key.id] + KEY_ADDRESS_TTL_MS >= now
       ? key
       : undefined;
@@ -121,7 +130,7 @@ export class KeyDirectory {
    * target's groups, so it is offered their initiations until its own key is known.
    */
   addCandidate(target: PeerKey, endpoint: Endpoint, now: number): void {
-    if (endpoint.keyId >= 0) return;
+    if (this.#facts.keyId[endpoint.id] >= 0) return;
     for (const g of target.groups) {
       const candidates = this.#candidates[g];
       candidates.delete(endpoint);
@@ -130,7 +139,7 @@ export class KeyDirectory {
       }
       candidates.set(endpoint, now + CANDIDATE_TTL_MS);
     }
-    keepEndpoint(endpoint, now + CANDIDATE_KEEP_MS);
+    this.#facts.keep(endpoint, now + CANDIDATE_KEEP_MS);
   }
 
   /**
@@ -144,12 +153,14 @@ export class KeyDirectory {
     out: Endpoint[],
     limit: number,
   ): number {
+    const { provenUntil, keyId } = this.#facts;
     let count = 0;
     for (const g of target.groups) {
       for (const [endpoint, expiresAt] of this.#candidates[g]) {
         if (count >= limit) return count;
-        if (expiresAt < now || endpoint.provenUntil < now || endpoint === source) continue;
-        if (endpoint.keyId >= 0 && endpoint.keyId !== target.id) continue;
+        if (expiresAt < now || provenUntil[endpoint.id] < now || endpoint === source) continue;
+        const resident = keyId[endpoint.id];
+        if (resident >= 0 && resident !== target.id) continue;
         if (listed(out, count, endpoint)) continue;
         out[count++] = endpoint;
       }
@@ -159,17 +170,18 @@ export class KeyDirectory {
 
   /** Forgets expired candidates and stale locations (so their endpoints can go). */
   sweep(now: number): void {
+    const { keyId, keepUntil } = this.#facts;
     for (let id = 0; id < this.#located.length; id++) {
       const endpoint = this.#located[id];
       if (endpoint === undefined || this.#seenAt[id] + KEY_ADDRESS_TTL_MS >= now) continue;
-      if (endpoint.keyId === id) endpoint.keyId = -1;
+      if (keyId[endpoint.id] === id) keyId[endpoint.id] = -1;
       this.#located[id] = undefined;
     }
     // A candidate whose endpoint the table is about to forget goes first, so that no candidate
     // names an endpoint the table no longer holds.
     for (const candidates of this.#candidates) {
       for (const [endpoint, expiresAt] of candidates) {
-        if (expiresAt < now || endpoint.keepUntil < now) candidates.delete(endpoint);
+        if (expiresAt < now || keepUntil[endpoint.id] < now) candidates.delete(endpoint);
       }
     }
   }

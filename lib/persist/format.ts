@@ -36,6 +36,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { CookieSecrets } from "../wire/cookie.ts";
 import { type Endpoint, normalizeHost } from "../peers/endpoints.ts";
+import type { EndpointFactName } from "../peers/endpoint_facts.ts";
 import { SESSION_TTL_MS } from "../sessions/lifetimes.ts";
 import { type SessionColumns, sessionColumns } from "../sessions/session_columns.ts";
 import type { PeerKey } from "../peers/keys.ts";
@@ -78,8 +79,8 @@ export const ENDPOINT_FIELDS: readonly EndpointField[] = [
 export interface EndpointField {
   /** Its id in the file. */
   id: number;
-  /** Its property on {@link Endpoint}. */
-  name: string;
+  /** Its column in the endpoint table's facts (lib/peers/endpoint_facts.ts). */
+  name: EndpointFactName;
   /** Whether it is a time (ms), converted between processes' clocks. */
   time: boolean;
   /** For a time, how far ahead of the snapshot it may be. */
@@ -99,6 +100,8 @@ export interface SnapshotSource {
    * a walk over the live table: the encoder takes it in steps.
    */
   endpoints: Iterable<Endpoint>;
+  /** An endpoint's fact, by column name, read as the encoder reaches the endpoint. */
+  fact: (endpoint: Endpoint, name: EndpointFactName) => number;
   /** Names the socket of the way an endpoint was heard (`Endpoint.route`), for the next process. */
   viaLabel: (route: Route) => string;
   /** Located keys. */
@@ -389,10 +392,9 @@ function writeEndpoint(
   }
   w.u8(label ?? MAX_LABELS);
   w.u8(ENDPOINT_FIELDS.length);
-  const values = endpoint as unknown as Record<string, number>;
   for (const field of ENDPOINT_FIELDS) {
     w.u8(field.id);
-    const value = values[field.name] ?? 0;
+    const value = source.fact(endpoint, field.name);
     // An unset time (0: never) stays "long ago" in the next process.
     w.f64(field.time ? (value === 0 ? -Infinity : value - source.takenAt) : value);
   }

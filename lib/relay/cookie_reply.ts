@@ -84,7 +84,7 @@ function replyTarget(
   if (side < 0 || table.expiresAt(table.slotOf(side)) < now) {
     // A guess at an index, like any other: whoever guesses from an address burns that
     // address's chance to be proven by an echo (a hit forwarded on would tell the guesser).
-    source.missAt = now;
+    state.endpoints.facts.missAt[source.id] = now;
     return "unknown-index";
   }
   if (source !== table.endpointOf(table.otherOf(side))) return "unexpected-source";

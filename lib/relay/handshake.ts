@@ -82,7 +82,8 @@ export function admit(
   ours: boolean,
   now: number,
 ): DropReason | undefined {
-  const proven = ours || (source !== undefined && source.provenUntil >= now);
+  const proven = ours ||
+    (source !== undefined && state.endpoints.facts.provenUntil[source.id] >= now);
   const loaded = state.underLoad(now);
   if (loaded) {
     const limiter = proven ? state.provenLimiter : state.limiter;
@@ -103,8 +104,8 @@ export function mac2IsZero(packet: Uint8Array): boolean {
 }
 
 /** Whether `endpoint` should be made to echo an index of ours (its proof is absent or ending). */
-export function needsProof(endpoint: Endpoint, now: number): boolean {
-  return endpoint.provenUntil < now + PROOF_RENEW_MS;
+export function needsProof(state: RelayState, endpoint: Endpoint, now: number): boolean {
+  return state.endpoints.facts.provenUntil[endpoint.id] < now + PROOF_RENEW_MS;
 }
 
 /**

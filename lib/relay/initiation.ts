@@ -7,7 +7,7 @@
 
 import { formatHostPort } from "../host_port.ts";
 import { MAC_SIZE, OFFSET_SENDER_INDEX } from "../wire/constants.ts";
-import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
 import { HOLD_MS } from "./first_contact.ts";
 import { PENDING_TTL_MS } from "../sessions/lifetimes.ts";
 import type { PendingHandshake } from "../sessions/pending.ts";
@@ -198,7 +198,7 @@ function sendInitiation(
   // it, proves the address (a mac1 recomputed for the target covers the new index; a peer's
   // own mac2 cannot be, so such a message goes as it is).
   let mac1s: Uint8Array | undefined;
-  if (count === 1 && needsProof(targets[0], now) && mac2IsZero(packet)) {
+  if (count === 1 && needsProof(state, targets[0], now) && mac2IsZero(packet)) {
     const at = mac1Offset(packet);
     mac1s = new Uint8Array(2 * MAC_SIZE);
     mac1s.set(packet.subarray(at, at + MAC_SIZE));
@@ -217,8 +217,9 @@ function sendInitiation(
     createdAt: now,
   };
   state.table.addPending(pending);
-  for (let i = 0; i < count; i++) keepEndpoint(targets[i], now + PENDING_TTL_MS);
-  initiator.lastNamedKeyId = target.id;
+  const facts = state.endpoints.facts;
+  for (let i = 0; i < count; i++) facts.keep(targets[i], now + PENDING_TTL_MS);
+  facts.lastNamedKeyId[initiator.id] = target.id;
   state.stats.handshakesForwarded++;
   if (state.recordEvents) {
     state.events.push({
@@ -263,7 +264,7 @@ function hold(
   source ??= state.internCheaply(host, port, now);
   if (source === undefined) return "table-full";
   state.credit(source, packet.length);
-  keepEndpoint(source, now + HOLD_MS);
+  state.endpoints.facts.keep(source, now + HOLD_MS);
   state.firstContact.hold(source, target, now);
   return "held";
 }

@@ -12,6 +12,7 @@
  */
 
 import type { Endpoint } from "../peers/endpoints.ts";
+import type { EndpointFacts } from "../peers/endpoint_facts.ts";
 import type { KeyDirectory } from "../peers/key_directory.ts";
 import type { KeyRegistry, PeerKey } from "../peers/keys.ts";
 import { verifyMac1 } from "../wire/mac.ts";
@@ -34,6 +35,8 @@ export type NoKey = "mac1-invalid" | "scan-budget";
 export class KeyMatcher {
   readonly #registry: KeyRegistry;
   readonly #directory: KeyDirectory;
+  /** The endpoint table's facts: each source's last named key is the first hint. */
+  readonly #facts: EndpointFacts;
   readonly #stats: RelayStats;
   readonly #scanBudget: TokenBucket;
   readonly #knownBudget: TokenBucket;
@@ -49,17 +52,19 @@ export class KeyMatcher {
    * second peer behind a known NAT), half for everything else; the recent targets
    * ({@link HOT_KEYS}) have a pool of half as much again. Garbage from random spoofed
    * sources then drains only the last, and a spoofer of known hosts only the second; neither
-   * can keep out a peer that answered a cookie.
+   * can keep out a peer that answered a cookie. `facts` are the endpoint table's.
    */
   constructor(
     registry: KeyRegistry,
     directory: KeyDirectory,
+    facts: EndpointFacts,
     stats: RelayStats,
     scanBudget: number,
     now: number,
   ) {
     this.#registry = registry;
     this.#directory = directory;
+    this.#facts = facts;
     this.#stats = stats;
     this.#scanBudget = new TokenBucket(scanBudget / 2, scanBudget / 2, now);
     this.#knownBudget = new TokenBucket(scanBudget / 4, scanBudget / 4, now);
@@ -104,8 +109,9 @@ export class KeyMatcher {
   ): PeerKey | NoKey {
     const { keys } = this.#registry;
     for (const hint of [source, neighbour]) {
-      if (hint === undefined || hint.lastNamedKeyId < 0) continue;
-      const hinted = keys[hint.lastNamedKeyId];
+      const named = hint === undefined ? -1 : this.#facts.lastNamedKeyId[hint.id];
+      if (named < 0) continue;
+      const hinted = keys[named];
       if (hinted && this.#try(packet, hinted)) return this.#found(hinted);
     }
     // New peers mostly initiate to the keys everyone talks to (a hub, a gateway): trying the

@@ -177,11 +177,14 @@ export class Relay {
     for (const session of removed) state.ended(session, "config");
     // Locations carry over by public key, as they were: relearning them from sessions alone
     // would let an old forged session naming a live peer's key win the peer's location.
-    const located = state.directory.locations().filter((l) => l.endpoint.keyId === l.key.id);
+    const facts = state.endpoints.facts;
+    const located = state.directory.locations().filter((l) =>
+      facts.keyId[l.endpoint.id] === l.key.id
+    );
     // Key ids are positions in the registry, so every id-based hint is stale now.
     state.endpoints.forEach((endpoint) => {
-      endpoint.keyId = -1;
-      endpoint.lastNamedKeyId = -1;
+      facts.keyId[endpoint.id] = -1;
+      facts.lastNamedKeyId[endpoint.id] = -1;
     });
     state.useRegistry(registry, now);
     for (const { key, endpoint, seenAt } of located) {

@@ -43,7 +43,7 @@ export function responseVerdict(
   if (state.replay.has(fingerprint(packet), now)) return "replay";
   const pending = state.table.pending(readU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX), now);
   if (pending === undefined) {
-    if (source !== undefined) source.missAt = now;
+    if (source !== undefined) state.endpoints.facts.missAt[source.id] = now;
     return "unknown-index";
   }
   // Only an address the initiation was sent to can know its index: anything else is a forgery
@@ -105,7 +105,8 @@ function proveResponder(
   }
   // The response echoes the index the bridge chose and sent to this address alone: the
   // address receives, unless it has been guessing indices (then this may be a lucky guess).
-  if (pending.deliverIndex !== undefined && source.missAt < pending.createdAt) {
+  const missAt = state.endpoints.facts.missAt[source.id];
+  if (pending.deliverIndex !== undefined && missAt < pending.createdAt) {
     state.prove(source, now);
   }
 }
@@ -163,7 +164,7 @@ function rewriteResponse(
     writeU32(packet, OFFSET_RESPONSE_RECEIVER_INDEX, pending.deliverIndex);
     changed = true;
   }
-  if (needsProof(pending.initiator, now)) {
+  if (needsProof(state, pending.initiator, now)) {
     writeU32(packet, OFFSET_SENDER_INDEX, state.freshIndex());
     changed = true;
   }

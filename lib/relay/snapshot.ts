@@ -17,12 +17,12 @@
  */
 
 import { COOKIE_SECRET_MAX_AGE_MS, REJECT_AFTER_TIME_MS } from "../wire/constants.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
 import {
-  type Endpoint,
-  keepEndpoint,
+  type EndpointFactName,
   MAX_CREDIT_BYTES,
   MAX_CREDIT_PACKETS,
-} from "../peers/endpoints.ts";
+} from "../peers/endpoint_facts.ts";
 import { sessionColumns } from "../sessions/session_columns.ts";
 import { KEY_ADDRESS_TTL_MS } from "../peers/key_directory.ts";
 import type { PeerKey } from "../peers/keys.ts";
@@ -61,6 +61,7 @@ export function captureState(
     takenAt: now,
     keys: state.registry.keys,
     endpoints: provenEndpoints(state, now),
+    fact: (endpoint, name) => factOf(state, endpoint, name),
     viaLabel,
     locations: state.directory.locations().filter((l) => l.seenAt + KEY_ADDRESS_TTL_MS >= now),
     sessions: sessionReader(state),
@@ -79,14 +80,28 @@ function sessionReader(state: RelayState): SnapshotSource["sessions"] {
   };
 }
 
+/**
+ * An endpoint's fact for the encoder, which reaches an endpoint some steps after a session or
+ * location named it. Facts are kept by endpoint id and a forgotten endpoint's id may be handed
+ * to another address meanwhile, so an endpoint the table no longer holds reads as a fresh one
+ * (never proven, no credit, no miss) rather than as whoever has its id now: like an endpoint
+ * forgotten before the walk reached it, it keeps no proof of its own.
+ */
+function factOf(state: RelayState, endpoint: Endpoint, name: EndpointFactName): number {
+  if (!state.endpoints.holds(endpoint)) {
+    return name === "keyId" || name === "lastNamedKeyId" ? -1 : 0;
+  }
+  return state.endpoints.facts[name][endpoint.id];
+}
+
 /** The endpoints holding a proof, walked as the encoder asks for them. */
 function* provenEndpoints(state: RelayState, now: number): Generator<Endpoint, void, undefined> {
-  for (const e of state.endpoints.values()) if (holdsProof(e, now)) yield e;
+  for (const e of state.endpoints.values()) if (holdsProof(state, e, now)) yield e;
 }
 
 /** Whether an endpoint holds a proof worth keeping on its own (sessions keep theirs anyway). */
-function holdsProof(e: Endpoint, now: number): boolean {
-  return e.provenUntil > now;
+function holdsProof(state: RelayState, e: Endpoint, now: number): boolean {
+  return state.endpoints.facts.provenUntil[e.id] > now;
 }
 
 function base64(bytes: Uint8Array): string {
@@ -215,7 +230,7 @@ function restoreEndpoints(
       viaFor(e.via, e.family) ?? NO_ROUTE,
     );
     if (!endpoint) continue; // the table is smaller now; what needed it is dropped below
-    const values = endpoint as unknown as Record<string, number>;
+    const facts = state.endpoints.facts; // after intern, which may have grown the columns
     for (const f of ENDPOINT_FIELDS) {
       if (!(f.name in e.fields)) continue;
       // Times move to this process's clock; a credit is never more than any address may hold.
@@ -223,8 +238,8 @@ function restoreEndpoints(
         Math.max(0, e.fields[f.name]),
         f.name === "packetCredit" ? MAX_CREDIT_PACKETS : MAX_CREDIT_BYTES,
       );
-      values[f.name] = value;
-      if (f.time) keepEndpoint(endpoint, value);
+      facts[f.name][endpoint.id] = value;
+      if (f.time) facts.keep(endpoint, value);
     }
     out[i] = endpoint;
   }

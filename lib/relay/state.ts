@@ -17,12 +17,8 @@ import {
   REKEY_TIMEOUT_MS,
 } from "../wire/constants.ts";
 import { CookieChecker, type RandomSource } from "../wire/cookie.ts";
-import {
-  type Endpoint,
-  EndpointTable,
-  MAX_CREDIT_BYTES,
-  MAX_CREDIT_PACKETS,
-} from "../peers/endpoints.ts";
+import { type Endpoint, EndpointTable } from "../peers/endpoints.ts";
+import { MAX_CREDIT_BYTES, MAX_CREDIT_PACKETS } from "../peers/endpoint_facts.ts";
 import { formatHostPort } from "../host_port.ts";
 import type { RelayEvent } from "./events.ts";
 import { IndexTable } from "../sessions/index_table.ts";
@@ -173,10 +169,18 @@ export class RelayState {
     // The index hash is keyed so that nobody can choose indices that pile up in it.
     const seed = new Uint32Array(1);
     random(new Uint8Array(seed.buffer));
-    this.table = new IndexTable(o, seed[0]);
     this.endpoints = new EndpointTable(2 * o.maxSessions + 4 * o.maxPending + registry.keys.length);
-    this.directory = new KeyDirectory(registry, Math.max(16, 2 * o.maxBroadcast));
-    this.matcher = new KeyMatcher(registry, this.directory, this.stats, o.scanBudget, now);
+    const facts = this.endpoints.facts;
+    this.table = new IndexTable(o, facts, seed[0]);
+    this.directory = new KeyDirectory(registry, facts, Math.max(16, 2 * o.maxBroadcast));
+    this.matcher = new KeyMatcher(
+      registry,
+      this.directory,
+      facts,
+      this.stats,
+      o.scanBudget,
+      now,
+    );
     this.cookies = new CookieChecker(random);
     this.limiter = new SourceRateLimiter(o.handshakeRate, o.handshakeBurst, 4 * o.maxPending);
     this.provenLimiter = new SourceRateLimiter(
@@ -207,10 +211,12 @@ export class RelayState {
   useRegistry(registry: KeyRegistry, now: number): void {
     this.firstContact = new FirstContact(registry);
     this.registry = registry;
-    this.directory = new KeyDirectory(registry, Math.max(16, 2 * this.options.maxBroadcast));
+    const facts = this.endpoints.facts;
+    this.directory = new KeyDirectory(registry, facts, Math.max(16, 2 * this.options.maxBroadcast));
     this.matcher = new KeyMatcher(
       registry,
       this.directory,
+      facts,
       this.stats,
       this.options.scanBudget,
       now,
@@ -249,13 +255,14 @@ export class RelayState {
 
   /**
    * Marks an address as proven to receive, for {@link PROOF_TTL_MS} from now. Only for a valid
-   * mac2 under our cookie, or the echo of an index of ours: see {@link Endpoint.provenUntil}.
-   * The proof keeps the endpoint in the table only briefly by itself ({@link PROOF_KEEP_MS}):
+   * mac2 under our cookie, or the echo of an index of ours: see `provenUntil` in
+   * lib/peers/endpoint_facts.ts. The proof keeps the endpoint in the table only briefly by itself ({@link PROOF_KEEP_MS}):
    * sessions, pending handshakes and locations keep theirs.
    */
   prove(endpoint: Endpoint, now: number): void {
-    endpoint.provenUntil = Math.max(endpoint.provenUntil, now + PROOF_TTL_MS);
-    endpoint.keepUntil = Math.max(endpoint.keepUntil, now + PROOF_KEEP_MS);
+    const { provenUntil, keepUntil } = this.endpoints.facts, id = endpoint.id;
+    provenUntil[id] = Math.max(provenUntil[id], now + PROOF_TTL_MS);
+    keepUntil[id] = Math.max(keepUntil[id], now + PROOF_KEEP_MS);
   }
 
   /**
@@ -263,28 +270,30 @@ export class RelayState {
    * too (and spend none), so a peer whose proof lapses between rekeys still gets what it sends.
    */
   credit(endpoint: Endpoint, bytes: number): void {
-    const credit = endpoint.credit + bytes;
-    endpoint.credit = credit > MAX_CREDIT_BYTES ? MAX_CREDIT_BYTES : credit;
-    if (endpoint.packetCredit < MAX_CREDIT_PACKETS) endpoint.packetCredit++;
+    const facts = this.endpoints.facts, id = endpoint.id;
+    const credit = facts.credit[id] + bytes;
+    facts.credit[id] = credit > MAX_CREDIT_BYTES ? MAX_CREDIT_BYTES : credit;
+    if (facts.packetCredit[id] < MAX_CREDIT_PACKETS) facts.packetCredit[id]++;
   }
 
   /**
    * Whether `bytes` may be sent to `target` now, and if so charges its credit: a proven address
    * takes anything; an unproven one only what it has sent, in bytes and in packets (see
-   * {@link Endpoint.credit}), and with `keepReserve` (transport) only beyond one initiation's
-   * worth, which stays for handshakes.
+   * `credit` in lib/peers/endpoint_facts.ts), and with `keepReserve` (transport) only beyond
+   * one initiation's worth, which stays for handshakes.
    */
   spend(target: Endpoint, bytes: number, now: number, keepReserve = false): boolean {
-    if (target.provenUntil >= now) return true;
+    const facts = this.endpoints.facts, id = target.id;
+    if (facts.provenUntil[id] >= now) return true;
     // Transport leaves one initiation's worth of credit: otherwise a stream towards a peer
     // that moved to another network spends every byte the peer sends, and the rekey that
     // would prove its new address (an initiation carrying our index) never fits.
     const reserve = keepReserve ? MESSAGE_INITIATION_SIZE : 0;
-    if (target.credit - reserve < bytes || target.packetCredit - (keepReserve ? 1 : 0) < 1) {
+    if (facts.credit[id] - reserve < bytes || facts.packetCredit[id] - (keepReserve ? 1 : 0) < 1) {
       return false;
     }
-    target.credit -= bytes;
-    target.packetCredit--;
+    facts.credit[id] -= bytes;
+    facts.packetCredit[id]--;
     return true;
   }
 

@@ -63,7 +63,8 @@ export function transportVerdict(
     if (!confirm(state, slot, now)) return "table-full";
     // The initiator echoes the index the bridge wrote into the response it sent there alone.
     const source = table.endpointOf(from);
-    if (receiver !== table.deliverOf(side) && source.missAt < table.createdAt(slot)) {
+    const missAt = state.endpoints.facts.missAt[source.id];
+    if (receiver !== table.deliverOf(side) && missAt < table.createdAt(slot)) {
       state.prove(source, now);
     }
   }
@@ -73,7 +74,8 @@ export function transportVerdict(
   const source = table.endpointOf(from);
   const target = table.endpointOf(side);
   state.credit(source, packet.length);
-  if (target.provenUntil < now && !state.spend(target, packet.length, now, true)) {
+  const proven = state.endpoints.facts.provenUntil[target.id] >= now;
+  if (!proven && !state.spend(target, packet.length, now, true)) {
     return "no-credit";
   }
   table.countPacket(from, packet.length, now);
@@ -90,7 +92,7 @@ export function transportVerdict(
  */
 function miss(state: RelayState, host: string, port: number, now: number): DropReason {
   const source = state.endpoints.find(host, port);
-  if (source !== undefined) source.missAt = now;
+  if (source !== undefined) state.endpoints.facts.missAt[source.id] = now;
   return "unknown-index";
 }
 
@@ -129,10 +131,11 @@ function roam(
   // packet from elsewhere (a Wi-Fi to LTE and back, a dual-WAN router) does not cost the proof.
   // A move to another network is held to the new address's credit until a handshake proves it.
   const home = table.homeOf(from) ?? previous;
-  if (home.provenUntil > endpoint.provenUntil && samePrefix(home, endpoint)) {
-    endpoint.provenUntil = home.provenUntil;
+  const provenUntil = state.endpoints.facts.provenUntil;
+  if (provenUntil[home.id] > provenUntil[endpoint.id] && samePrefix(home, endpoint)) {
+    provenUntil[endpoint.id] = provenUntil[home.id];
   }
-  if (endpoint.provenUntil >= now) table.setHome(from, endpoint);
+  if (provenUntil[endpoint.id] >= now) table.setHome(from, endpoint);
   // The key's location follows once the old address has gone quiet (see KeyDirectory.learn):
   // a roam proves nothing about who the side belongs to, so it cannot move a live location.
   state.directory.learn(key, endpoint, now);

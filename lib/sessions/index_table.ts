@@ -3,7 +3,9 @@
  *
  * Ownership: this table owns pending handshakes and sessions, and decides when they die; it
  * holds endpoints but never frees them (the endpoint table does, once `keepUntil` passes, which
- * is set here to outlive every session that points at an endpoint).
+ * is set here to outlive every session that points at an endpoint). It writes two of the
+ * endpoint table's facts (lib/peers/endpoint_facts.ts): `sessionRefs` and `keepUntil`, and
+ * through its pending handshakes `pendingCount`.
  *
  * Every index in the table is unique across pending handshakes and both sides of every session.
  * Two peers may pick the same random index (odds about n/2^32 per handshake with n live
@@ -25,7 +27,8 @@
  * @module
  */
 
-import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
+import type { EndpointFacts } from "../peers/endpoint_facts.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { IndexHash, NO_SIDE } from "./index_hash.ts";
 import { SESSION_TTL_MS, UNCONFIRMED_TTL_MS } from "./lifetimes.ts";
@@ -57,18 +60,26 @@ const PREALLOCATED_SLOTS = 1 << 20;
 export class IndexTable {
   /** The capacities in force. */
   readonly limits: IndexTableLimits;
-  readonly #pending = new PendingHandshakes();
+  readonly #facts: EndpointFacts;
+  readonly #pending: PendingHandshakes;
   readonly #hash: IndexHash;
   readonly #columns: SlotColumns;
   readonly #slots: SessionSlots;
 
   /**
-   * A table with the given capacities. `seed` keys the index hash (see {@link IndexHash}).
-   * `preallocate` is how many session slots to allocate at once (tests make it small to see
-   * the columns grow).
+   * A table with the given capacities, whose endpoints' facts are kept in `facts` (the
+   * endpoint table's). `seed` keys the index hash (see {@link IndexHash}). `preallocate` is how
+   * many session slots to allocate at once (tests make it small to see the columns grow).
    */
-  constructor(limits: IndexTableLimits, seed = 0x2545f491, preallocate = PREALLOCATED_SLOTS) {
+  constructor(
+    limits: IndexTableLimits,
+    facts: EndpointFacts,
+    seed = 0x2545f491,
+    preallocate = PREALLOCATED_SLOTS,
+  ) {
     this.limits = limits;
+    this.#facts = facts;
+    this.#pending = new PendingHandshakes(facts);
     // Unconfirmed sessions are capped at maxPending, confirmed ones at maxSessions.
     const maxSlots = limits.maxSessions + limits.maxPending;
     const slots = Math.max(1, Math.min(preallocate, maxSlots));
@@ -144,9 +155,9 @@ export class IndexTable {
 
   /** Moves a side to a new address. */
   setEndpoint(side: number, endpoint: Endpoint): void {
-    const column = this.#columns.endpoint;
-    column[side]!.sessionRefs--;
-    endpoint.sessionRefs++;
+    const column = this.#columns.endpoint, refs = this.#facts.sessionRefs;
+    refs[column[side]!.id]--;
+    refs[endpoint.id]++;
     column[side] = endpoint;
   }
 
@@ -294,8 +305,8 @@ export class IndexTable {
     c.deliver[r] = responderDeliver;
     c.endpoint[i] = c.home[i] = p.initiator;
     c.endpoint[r] = c.home[r] = responder;
-    p.initiator.sessionRefs++;
-    responder.sessionRefs++;
+    this.#facts.sessionRefs[p.initiator.id]++;
+    this.#facts.sessionRefs[responder.id]++;
     c.key[i] = initiatorKey;
     c.key[r] = p.target;
     c.counterHigh[i] =
@@ -314,8 +325,8 @@ export class IndexTable {
     this.#slots.append(slot, false);
     this.#hash.insert(p.index, i);
     this.#hash.insert(responderIndex, r);
-    keepEndpoint(p.initiator, c.expiresAt[slot]);
-    keepEndpoint(responder, c.expiresAt[slot]);
+    this.#facts.keep(p.initiator, c.expiresAt[slot]);
+    this.#facts.keep(responder, c.expiresAt[slot]);
     return slot;
   }
 
@@ -335,8 +346,8 @@ export class IndexTable {
     slots.append(slot, true);
     const c = this.#columns;
     c.expiresAt[slot] = now + SESSION_TTL_MS;
-    keepEndpoint(c.endpoint[2 * slot]!, c.expiresAt[slot]);
-    keepEndpoint(c.endpoint[2 * slot + 1]!, c.expiresAt[slot]);
+    this.#facts.keep(c.endpoint[2 * slot]!, c.expiresAt[slot]);
+    this.#facts.keep(c.endpoint[2 * slot + 1]!, c.expiresAt[slot]);
     return true;
   }
 
@@ -344,8 +355,9 @@ export class IndexTable {
   removeSlot(slot: number): void {
     if (!this.#slots.isLive(slot)) return;
     const c = this.#columns;
-    c.endpoint[2 * slot]!.sessionRefs--;
-    c.endpoint[2 * slot + 1]!.sessionRefs--;
+    const refs = this.#facts.sessionRefs;
+    refs[c.endpoint[2 * slot]!.id]--;
+    refs[c.endpoint[2 * slot + 1]!.id]--;
     this.#hash.delete(c.index[2 * slot]);
     this.#hash.delete(c.index[2 * slot + 1]);
     this.#slots.unlink(slot);
@@ -466,14 +478,14 @@ export class IndexTable {
       c.index[to] = from.index[at];
       c.deliver[to] = from.deliver[at];
       c.endpoint[to] = c.home[to] = from.endpoint[at];
-      from.endpoint[at].sessionRefs++;
+      this.#facts.sessionRefs[from.endpoint[at].id]++;
       c.key[to] = from.key[at];
       c.counterHigh[to] = from.counterHigh[at];
       c.counterLow[to] = from.counterLow[at];
       c.packets[to] = from.packets[at];
       c.bytes[to] = from.bytes[at];
       c.lastSeen[to] = from.lastSeen[at];
-      keepEndpoint(from.endpoint[at], from.expiresAt[i]);
+      this.#facts.keep(from.endpoint[at], from.expiresAt[i]);
     }
     c.createdAt[slot] = from.createdAt[i];
     c.expiresAt[slot] = from.expiresAt[i];

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { type Endpoint, keepEndpoint } from "../peers/endpoints.ts";
+import type { Endpoint } from "../peers/endpoints.ts";
+import type { EndpointFacts } from "../peers/endpoint_facts.ts";
 import type { PeerKey } from "../peers/keys.ts";
 import { PENDING_TTL_MS } from "./lifetimes.ts";
 
@@ -41,10 +42,16 @@ export interface PendingHandshake {
 /**
  * Pending handshakes by index, oldest first (a Map keeps insertion order, which is age order):
  * expiry stops at the first live one and eviction takes the first. Each one counts against its
- * initiator's `pendingCount` while it is kept.
+ * initiator's `pendingCount` (in the endpoint table's facts) while it is kept.
  */
 export class PendingHandshakes {
   readonly #byIndex = new Map<number, PendingHandshake>();
+  readonly #facts: EndpointFacts;
+
+  /** Pending handshakes whose initiators' counts and lifetimes are kept in `facts`. */
+  constructor(facts: EndpointFacts) {
+    this.#facts = facts;
+  }
 
   /** Number of pending handshakes. */
   get size(): number {
@@ -74,7 +81,7 @@ export class PendingHandshakes {
    */
   add(p: PendingHandshake, total: number, perSource: number): PendingHandshake | undefined {
     let evicted: PendingHandshake | undefined;
-    if (p.initiator.pendingCount >= perSource) {
+    if (this.#facts.pendingCount[p.initiator.id] >= perSource) {
       for (const q of this.#byIndex.values()) {
         if (q.initiator !== p.initiator) continue;
         this.drop(q);
@@ -87,8 +94,8 @@ export class PendingHandshakes {
       this.drop(evicted);
     }
     this.#byIndex.set(p.index, p);
-    p.initiator.pendingCount++;
-    keepEndpoint(p.initiator, p.createdAt + PENDING_TTL_MS);
+    this.#facts.pendingCount[p.initiator.id]++;
+    this.#facts.keep(p.initiator, p.createdAt + PENDING_TTL_MS);
     return evicted;
   }
 
@@ -96,7 +103,7 @@ export class PendingHandshakes {
   drop(p: PendingHandshake): void {
     if (this.#byIndex.get(p.index) === p) {
       this.#byIndex.delete(p.index);
-      p.initiator.pendingCount--;
+      this.#facts.pendingCount[p.initiator.id]--;
     }
   }
 

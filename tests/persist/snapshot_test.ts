@@ -273,8 +273,9 @@ const BAD_SOURCES: [string, (s: Source) => void, RegExp][] = [
     spoilFirstSession(s, (c, takenAt) => c.expiresAt[0] = takenAt + SESSION_TTL_MS + 1);
   }, /future/],
   ["a proof beyond its life", (s) => {
-    s.endpoints = [...s.endpoints].map((e) => ({ ...e }));
-    (s.endpoints as Endpoint[])[0].provenUntil = s.takenAt + 1e9;
+    s.endpoints = [...s.endpoints];
+    const first = (s.endpoints as Endpoint[])[0], { fact } = s;
+    s.fact = (e, name) => e === first && name === "provenUntil" ? s.takenAt + 1e9 : fact(e, name);
   }, /future/],
   ["an index used twice", (s) => {
     spoilFirstSession(s, (c) => c.index[1] = c.index[0]);
@@ -329,4 +330,22 @@ Deno.test("encodeSnapshot() yields bounded chunks whose concatenation decodes", 
   const whole = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   chunks.reduce((at, c) => (whole.set(c, at), at + c.length), 0);
   assert.deepEqual(whole, snapshotBytes(h));
+});
+
+Deno.test("a snapshot reads an endpoint forgotten while it is written as fresh, never as whoever has its id now", () => {
+  const h = new RelayHarness(GROUPS);
+  const table = h.relay.endpoints;
+  const old = table.intern("192.0.2.1", 1, h.now)!;
+  table.facts.provenUntil[old.id] = h.now + 1000;
+  const source = h.relay.capture(h.now, WALL, () => "");
+  assert.equal(source.fact(old, "provenUntil"), h.now + 1000, "held: its own fact");
+  table.facts.provenUntil[old.id] = 0; // nothing keeps it any more
+  table.sweep(h.now + 1);
+  const reuser = table.intern("198.51.100.1", 2, h.now + 1)!;
+  assert.equal(reuser.id, old.id, "the id is reused");
+  table.facts.provenUntil[reuser.id] = h.now + 5000;
+  table.facts.credit[reuser.id] = 777;
+  assert.equal(source.fact(old, "provenUntil"), 0);
+  assert.equal(source.fact(old, "credit"), 0);
+  assert.equal(source.fact(reuser, "provenUntil"), h.now + 5000);
 });

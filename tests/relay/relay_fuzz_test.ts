@@ -304,7 +304,8 @@ function runFuzz(seed: number) {
     }
     if (d.action === "forward" && d.count > 1) {
       for (let i = 0; i < d.count; i++) {
-        assert.ok(d.targets[i].provenUntil >= now, `${where}: broadcast to an unproven address`);
+        const provenUntil = relay.endpoints.facts.provenUntil[d.targets[i].id];
+        assert.ok(provenUntil >= now, `${where}: broadcast to an unproven address`);
       }
     }
     // Towards an address that never answered a cookie, never more bytes than it sent.
@@ -315,7 +316,7 @@ function runFuzz(seed: number) {
       : [];
     for (const t of outTo) entry(t.host, t.port).out += d.payload.length;
     relay.endpoints.forEach((e) => {
-      if (e.provenUntil > 0) everProven.add(`${e.host}|${e.port}`);
+      if (relay.endpoints.facts.provenUntil[e.id] > 0) everProven.add(`${e.host}|${e.port}`);
     });
     for (const t of outTo) {
       const key = `${t.host.replace(/^::ffff:/i, "")}|${t.port}`;
@@ -383,7 +384,7 @@ function runFuzz(seed: number) {
 
 function isProven(relay: Relay, from: Address, now: number): boolean {
   const e = relay.endpoints.find(from.host, from.port);
-  return e !== undefined && e.provenUntil >= now;
+  return e !== undefined && relay.endpoints.facts.provenUntil[e.id] >= now;
 }
 
 /** Every live session is reachable by both its indices, and its endpoints are still interned. */

@@ -22,6 +22,11 @@ const D: Addr = { host: "127.0.0.4", port: 1004 };
 const EVE: Addr = { host: "127.0.0.66", port: 6666 };
 const at = (a: Addr) => `${a.host}:${a.port}`;
 
+/** Until when the relay counts `a` as proven (its endpoint must be held). */
+function provenUntil(h: RelayHarness, a: Addr): number {
+  return h.relay.endpoints.facts.provenUntil[h.relay.endpoints.find(a.host, a.port)!.id];
+}
+
 Deno.test("two fresh peers meet at once: the first initiation is held, the second paired with it", () => {
   const kA = randomKey(), kB = randomKey();
   const h = new RelayHarness([[kA, kB]]);
@@ -32,7 +37,7 @@ Deno.test("two fresh peers meet at once: the first initiation is held, the secon
   assert.notEqual(bIndex, 0x110, "A was given an index of the bridge's, not B's");
   assert.notEqual(aIndex, 0x120, "B was given an index of the bridge's, not A's");
   for (const p of [A, B]) {
-    assert.ok(h.relay.endpoints.find(p.host, p.port)!.provenUntil > h.now, at(p));
+    assert.ok(provenUntil(h, p) > h.now, at(p));
   }
 });
 
@@ -319,7 +324,7 @@ Deno.test("a key's location moves to a new address once the old one has gone qui
   assert.deepEqual(back.targets, [at(moved)]);
   // A's first packet from there echoes the index the response carried: proven at once.
   assert.deepEqual(h.send(transport(readU32(back.payload, 4), 0), moved).targets, [at(B)]);
-  assert.ok(h.relay.endpoints.find(moved.host, moved.port)!.provenUntil > h.now);
+  assert.ok(provenUntil(h, moved) > h.now);
   assert.deepEqual(h.send(initiation(0x400, kA), B).targets, [at(moved)]);
 });
 
@@ -342,7 +347,7 @@ Deno.test("a rekey reaches a peer that moved to another network while a stream f
   // A answers the index the bridge wrote: its new address is proven, the stream runs in full.
   const back = h.send(response(0x9100, readU32(rekey.payload, 4), kB), moved);
   assert.deepEqual(back.targets, [at(B)]);
-  assert.ok(h.relay.endpoints.find(moved.host, moved.port)!.provenUntil > h.now);
+  assert.ok(provenUntil(h, moved) > h.now);
   assert.deepEqual(h.send(transport(aIndex, cb++, 1420), B).targets, [at(moved)]);
 });
 

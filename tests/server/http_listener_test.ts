@@ -15,6 +15,7 @@ import {
 } from "../../io/http/ops.ts";
 import { DEFAULT_HTTP_LIMITS } from "../../io/http/server.ts";
 import { IndexTable } from "../../lib/sessions/index_table.ts";
+import { EndpointTable } from "../../lib/peers/endpoints.ts";
 import { KeyRegistry } from "../../lib/peers/keys.ts";
 import { StatusBuilder } from "../../lib/observe/status.ts";
 import { BridgeProcess, handshakeThroughBridge, SimPeer } from "../../testing/bridge_process.ts";
@@ -37,7 +38,10 @@ function emptyStatus(limit: number): StatusBuilder {
   return new StatusBuilder({
     version: "x",
     registry: built.registry,
-    table: new IndexTable({ maxPending: 1, maxPendingPerSource: 1, maxSessions: 1 }),
+    table: new IndexTable(
+      { maxPending: 1, maxPendingPerSource: 1, maxSessions: 1 },
+      new EndpointTable(1).facts,
+    ),
     limit,
     now: 0,
     wallTime: new Date(0),

@@ -20,7 +20,8 @@ function setup(maxSessions: number, seed = 1) {
   const endpoints = new EndpointTable(100_000);
   const at = (port: number): Endpoint => endpoints.intern("192.0.2.7", port, 0)!;
   // A few slots at first, so that the columns grow (and are copied) several times.
-  const table = new IndexTable({ maxPending: 64, maxPendingPerSource: 64, maxSessions }, seed, 16);
+  const limits = { maxPending: 64, maxPendingPerSource: 64, maxSessions };
+  const table = new IndexTable(limits, endpoints.facts, seed, 16);
   let port = 1;
   /** Links and confirms a session with these indices; returns its slot. */
   const add = (i: number, r: number, now: number) => {
@@ -120,7 +121,10 @@ Deno.test("an unconfirmed session is evicted oldest first and reported before it
   const key = built.registry.keys[0] as PeerKey;
   const endpoints = new EndpointTable(100);
   const e = (port: number) => endpoints.intern("192.0.2.8", port, 0)!;
-  const small = new IndexTable({ maxPending: 2, maxPendingPerSource: 8, maxSessions: 8 });
+  const small = new IndexTable(
+    { maxPending: 2, maxPendingPerSource: 8, maxSessions: 8 },
+    endpoints.facts,
+  );
   const evicted: number[] = [];
   for (let n = 0; n < 4; n++) {
     const p = { index: 100 + n, initiator: e(1), target: key, forwardedTo: [e(2)], createdAt: n };

@@ -23,7 +23,8 @@ function setup(limits: Partial<IndexTableLimits> = {}) {
   const [initiatorKey, responderKey] = built.registry.keys as PeerKey[];
   const endpoints = new EndpointTable(1000);
   const at = (port: number, host = "192.0.2.1"): Endpoint => endpoints.intern(host, port, 0)!;
-  const table = new IndexTable({ ...LIMITS, ...limits });
+  const facts = endpoints.facts;
+  const table = new IndexTable({ ...LIMITS, ...limits }, facts);
   const pending = (index: number, from: Endpoint, now: number, to = [at(2)]): PendingHandshake => ({
     index,
     initiator: from,
@@ -42,7 +43,7 @@ function setup(limits: Partial<IndexTableLimits> = {}) {
     const slot = table.linkSlot(p, responderIndex, at(to), initiatorKey, now, (s) => evicted = s);
     return { slot, evicted };
   };
-  return { table, at, pending, session, initiatorKey, responderKey };
+  return { table, facts, at, pending, session, initiatorKey, responderKey };
 }
 
 Deno.test("the timeouts follow WireGuard's timers", () => {
@@ -53,20 +54,20 @@ Deno.test("the timeouts follow WireGuard's timers", () => {
 });
 
 Deno.test("a pending handshake lives exactly PENDING_TTL_MS", () => {
-  const { table, at, pending } = setup();
+  const { table, facts, at, pending } = setup();
   const source = at(1);
   assert.equal(table.addPending(pending(7, source, 1000)), undefined);
   assert.equal(table.pendingCount, 1);
-  assert.equal(source.pendingCount, 1);
+  assert.equal(facts.pendingCount[source.id], 1);
   assert.equal(table.pending(7, 1000 + PENDING_TTL_MS)?.index, 7, "alive at the boundary");
   assert.equal(table.pending(7, 1000 + PENDING_TTL_MS + 1), undefined, "gone one ms later");
   assert.equal(table.pendingCount, 0);
-  assert.equal(source.pendingCount, 0, "the source's share is returned");
+  assert.equal(facts.pendingCount[source.id], 0, "the source's share is returned");
   assert.equal(table.inUse(7), false);
 });
 
 Deno.test("expire() removes pending handshakes one ms after PENDING_TTL_MS, not before", () => {
-  const { table, at, pending } = setup();
+  const { table, facts, at, pending } = setup();
   const source = at(1);
   table.addPending(pending(7, source, 1000));
   table.addPending(pending(8, source, 2000));
@@ -79,12 +80,12 @@ Deno.test("expire() removes pending handshakes one ms after PENDING_TTL_MS, not 
   assert.equal(table.inUse(8), true);
   table.expire(2000 + PENDING_TTL_MS + 1, (s) => expired.push(s));
   assert.equal(table.pendingCount, 0);
-  assert.equal(source.pendingCount, 0);
+  assert.equal(facts.pendingCount[source.id], 0);
   assert.equal(expired.length, 0, "pending handshakes are not sessions");
 });
 
 Deno.test("addPending() past the per-source cap evicts that source's oldest, not the newest", () => {
-  const { table, at, pending } = setup({ maxPendingPerSource: 2 });
+  const { table, facts, at, pending } = setup({ maxPendingPerSource: 2 });
   const source = at(1);
   const other = at(9);
   assert.equal(table.addPending(pending(1, source, 0)), undefined);
@@ -92,12 +93,12 @@ Deno.test("addPending() past the per-source cap evicts that source's oldest, not
   assert.equal(table.addPending(pending(2, source, 1)), undefined);
   assert.equal(table.addPending(pending(3, source, 2))?.index, 1);
   assert.equal(table.pendingCount, 3);
-  assert.equal(source.pendingCount, 2);
+  assert.equal(facts.pendingCount[source.id], 2);
   assert.deepEqual([1, 2, 3, 5].map((i) => table.inUse(i)), [false, true, true, true]);
 });
 
 Deno.test("addPending() past the total cap evicts and returns the oldest", () => {
-  const { table, at, pending } = setup({ maxPending: 3, maxPendingPerSource: 3 });
+  const { table, facts, at, pending } = setup({ maxPending: 3, maxPendingPerSource: 3 });
   const first = at(1), second = at(2);
   table.addPending(pending(1, first, 0));
   table.addPending(pending(2, second, 1));
@@ -105,19 +106,19 @@ Deno.test("addPending() past the total cap evicts and returns the oldest", () =>
   const evicted = table.addPending(pending(4, second, 3));
   assert.equal(evicted && evicted.index, 1);
   assert.equal(table.pendingCount, 3);
-  assert.equal(first.pendingCount, 0, "the evicted one's source gets its share back");
+  assert.equal(facts.pendingCount[first.id], 0, "the evicted one's source gets its share back");
   assert.deepEqual([1, 2, 3, 4].map((i) => table.inUse(i)), [false, true, true, true]);
 });
 
 Deno.test("addPending() keeps the initiator's endpoint at least as long as the pending handshake", () => {
-  const { table, at, pending } = setup();
+  const { table, facts, at, pending } = setup();
   const source = at(1);
   table.addPending(pending(1, source, 5000));
-  assert.ok(source.keepUntil >= 5000 + PENDING_TTL_MS);
+  assert.ok(facts.keepUntil[source.id] >= 5000 + PENDING_TTL_MS);
 });
 
 Deno.test("linkSlot() turns a pending handshake into an unconfirmed session with both sides", () => {
-  const { table, at, session, initiatorKey, responderKey } = setup();
+  const { table, facts, at, session, initiatorKey, responderKey } = setup();
   const { slot, evicted } = session(10, 20, 1000);
   const s = table.describe(slot);
   assert.equal(evicted, undefined);
@@ -135,8 +136,8 @@ Deno.test("linkSlot() turns a pending handshake into an unconfirmed session with
   assert.equal(s.responder.endpoint, at(2));
   assert.equal(s.initiator.key, initiatorKey);
   assert.equal(s.responder.key, responderKey, "the responder is the initiation's target");
-  assert.equal(at(1).pendingCount, 0);
-  assert.ok(at(1).keepUntil >= s.expiresAt && at(2).keepUntil >= s.expiresAt);
+  assert.equal(facts.pendingCount[at(1).id], 0);
+  assert.ok(facts.keepUntil[at(1).id] >= s.expiresAt && facts.keepUntil[at(2).id] >= s.expiresAt);
 });
 
 Deno.test("an unconfirmed session lives exactly UNCONFIRMED_TTL_MS", () => {
@@ -152,7 +153,7 @@ Deno.test("an unconfirmed session lives exactly UNCONFIRMED_TTL_MS", () => {
 });
 
 Deno.test("confirm() makes a session live SESSION_TTL_MS from its confirmation", () => {
-  const { table, at, session } = setup();
+  const { table, facts, at, session } = setup();
   const { slot } = session(10, 20, 1000);
   assert.equal(table.confirm(slot, table.createdAt(slot)), true);
   const s = table.describe(slot);
@@ -160,7 +161,7 @@ Deno.test("confirm() makes a session live SESSION_TTL_MS from its confirmation",
   assert.equal(table.unconfirmedCount, 0);
   assert.equal(table.sessionCount, 1);
   assert.equal(s.expiresAt, 1000 + SESSION_TTL_MS);
-  assert.ok(at(1).keepUntil >= s.expiresAt && at(2).keepUntil >= s.expiresAt);
+  assert.ok(facts.keepUntil[at(1).id] >= s.expiresAt && facts.keepUntil[at(2).id] >= s.expiresAt);
   const expired: Session[] = [];
   table.expire(1000 + SESSION_TTL_MS, (x) => expired.push(x));
   assert.equal(table.sessionCount, 1, "alive at the boundary");
@@ -240,7 +241,7 @@ Deno.test("list() lists confirmed and unconfirmed sessions, confirmed first", ()
 });
 
 Deno.test("retain() removes the sessions the predicate rejects, returns them and drops every pending handshake", () => {
-  const { table, at, pending, session } = setup();
+  const { table, facts, at, pending, session } = setup();
   const keep = session(1, 2, 0).slot;
   const drop = session(3, 4, 0).slot;
   const dropped = table.describe(drop);
@@ -252,7 +253,7 @@ Deno.test("retain() removes the sessions the predicate rejects, returns them and
   assert.equal(table.sessionCount, 1);
   assert.equal(table.unconfirmedCount, 0);
   assert.equal(table.pendingCount, 0);
-  assert.equal(source.pendingCount, 0);
+  assert.equal(facts.pendingCount[source.id], 0);
   assert.equal(table.sideOf(1), table.initiatorOf(keep));
   assert.equal(table.inUse(3) || table.inUse(4) || table.inUse(9), false);
 });
