@@ -235,3 +235,10 @@ export async function exchangeTransport(
     counter++;
   }
 }
+
+/**
+ * Whether this platform can run the Linux datapath (64-bit Linux on x86_64 or aarch64): tests of
+ * it are ignored elsewhere, as the bridge itself would refuse `--datapath linux` there.
+ */
+export const LINUX_DATAPATH_PLATFORM = Deno.build.os === "linux" &&
+  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");

@@ -27,6 +27,7 @@ import {
   BridgeProcess,
   exchangeTransport,
   handshakeThroughBridge,
+  LINUX_DATAPATH_PLATFORM,
   SimPeer,
 } from "../../testing/bridge_process.ts";
 import { freePort } from "../../testing/free_port.ts";
@@ -267,8 +268,7 @@ Deno.test("SendAddresses re-encodes an endpoint for the family of the socket it 
 // The bridge on loopback: 127.0.0.1 is the route's choice for replies to a peer on 127.0.0.1;
 // peers that send to 127.0.0.2 or 127.0.0.3 must hear back from exactly that address.
 
-const linux = Deno.build.os === "linux" &&
-  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+const linux = LINUX_DATAPATH_PLATFORM;
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !linux };
 const FFI = ["--allow-ffi"];
 

@@ -8,13 +8,13 @@ import {
   BridgeProcess,
   exchangeTransport,
   handshakeThroughBridge,
+  LINUX_DATAPATH_PLATFORM,
   SimPeer,
 } from "../../testing/bridge_process.ts";
 import { freePort } from "../../testing/free_port.ts";
 import { randomKey, transport } from "../../testing/wire.ts";
 
-const linux = Deno.build.os === "linux" &&
-  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+const linux = LINUX_DATAPATH_PLATFORM;
 const opts = { sanitizeOps: false, sanitizeResources: false, ignore: !linux };
 const FFI = ["--allow-ffi"];
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;

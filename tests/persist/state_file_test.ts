@@ -17,6 +17,7 @@ import {
   asDelivered,
   BridgeProcess,
   handshakeThroughBridge,
+  LINUX_DATAPATH_PLATFORM,
   SimPeer,
 } from "../../testing/bridge_process.ts";
 import { freePort } from "../../testing/free_port.ts";
@@ -150,8 +151,7 @@ Deno.test("--state-file and the stateFile field set the state file; off and null
   assert.match(String(file('{"stateFile": 3}')), /stateFile: want a string/);
 });
 
-const linux = Deno.build.os === "linux" &&
-  (Deno.build.arch === "x86_64" || Deno.build.arch === "aarch64");
+const linux = LINUX_DATAPATH_PLATFORM;
 
 for (
   const [what, datapath, hostB, listen] of [
