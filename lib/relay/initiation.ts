@@ -57,8 +57,12 @@ export function initiationVerdict(
   if (unsent) return unsent;
   // The paired source is held in turn: the peer it is waiting for pairs with it even if this
   // pairing was wrong, and its own retry draws a cookie.
+  // It is kept as long as it is held, as a held source is below: its facts are read by id.
   const initiator = routing.paired && state.endpoints.find(host, port);
-  if (initiator) state.firstContact.hold(initiator, target, now);
+  if (initiator) {
+    state.endpoints.facts.keep(initiator, now + HOLD_MS);
+    state.firstContact.hold(initiator, target, now);
+  }
   return routed;
 }
 

@@ -166,9 +166,16 @@ export class IndexTable {
     return this.#columns.home[side]!;
   }
 
-  /** Records a side's proven address. */
+  /**
+   * Records a side's proven address. The home holds a session reference like the side's own
+   * address: a roam reads the home's proof by its id, and an endpoint the table forgot could
+   * hand that id, and with it another address's proof, to whoever takes it next.
+   */
   setHome(side: number, endpoint: Endpoint): void {
-    this.#columns.home[side] = endpoint;
+    const column = this.#columns.home, refs = this.#facts.sessionRefs;
+    refs[column[side]!.id]--;
+    refs[endpoint.id]++;
+    column[side] = endpoint;
   }
 
   /** A side's configured key. */
@@ -305,8 +312,9 @@ export class IndexTable {
     c.deliver[r] = responderDeliver;
     c.endpoint[i] = c.home[i] = p.initiator;
     c.endpoint[r] = c.home[r] = responder;
-    this.#facts.sessionRefs[p.initiator.id]++;
-    this.#facts.sessionRefs[responder.id]++;
+    // Each side counts twice: once as where it is, once as its home (see setHome).
+    this.#facts.sessionRefs[p.initiator.id] += 2;
+    this.#facts.sessionRefs[responder.id] += 2;
     c.key[i] = initiatorKey;
     c.key[r] = p.target;
     c.counterHigh[i] =
@@ -358,6 +366,8 @@ export class IndexTable {
     const refs = this.#facts.sessionRefs;
     refs[c.endpoint[2 * slot]!.id]--;
     refs[c.endpoint[2 * slot + 1]!.id]--;
+    refs[c.home[2 * slot]!.id]--;
+    refs[c.home[2 * slot + 1]!.id]--;
     this.#hash.delete(c.index[2 * slot]);
     this.#hash.delete(c.index[2 * slot + 1]);
     this.#slots.unlink(slot);
@@ -478,7 +488,7 @@ export class IndexTable {
       c.index[to] = from.index[at];
       c.deliver[to] = from.deliver[at];
       c.endpoint[to] = c.home[to] = from.endpoint[at];
-      this.#facts.sessionRefs[from.endpoint[at].id]++;
+      this.#facts.sessionRefs[from.endpoint[at].id] += 2; // as its address and its home
       c.key[to] = from.key[at];
       c.counterHigh[to] = from.counterHigh[at];
       c.counterLow[to] = from.counterLow[at];

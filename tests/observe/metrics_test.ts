@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { escapeLabel, type MetricsInput, renderMetrics } from "../../lib/observe/metrics.ts";
 import { DROP_REASONS } from "../../lib/relay/stats.ts";
 import { RelayHarness } from "../../testing/relay_harness.ts";
-import { randomKey, transport } from "../../testing/wire.ts";
+import { initiation, randomKey, transport } from "../../testing/wire.ts";
 
 const A = { host: "127.0.0.1", port: 1001 };
 const B = { host: "::1", port: 1002 };
@@ -142,4 +142,22 @@ Deno.test("promtool accepts the exposition", async (t) => {
     assert.equal(out.code, 0, report);
     assert.equal(report.trim(), "", `promtool complained:\n${report}`);
   });
+});
+
+Deno.test("the bridge's own cookie replies count as sent, never as forwarded cookie replies", () => {
+  const kA = randomKey(), kB = randomKey();
+  const h = new RelayHarness([[kA, kB]]);
+  const A = { host: "127.0.0.1", port: 1001 };
+  assert.equal(h.send(initiation(0xa1, kB), A).reason, "held");
+  assert.equal(
+    h.send(initiation(0xa2, kB), A).action,
+    "reply",
+    "a retry from a held source draws a cookie",
+  );
+  const m = parse(renderMetrics(input(h)));
+  assert.equal(h.relay.stats.cookiesSent, 1);
+  assert.equal(m.get("wg_bridge_cookie_replies_sent_total"), 1);
+  assert.equal(m.get('wg_bridge_forwarded_packets_total{type="cookie-reply"}'), 0);
+  assert.equal(m.get('wg_bridge_forwarded_bytes_total{type="cookie-reply"}'), 0);
+  assert.equal(h.relay.stats.txPackets[3], 0, "RelayStats.txPackets holds forwarded packets only");
 });

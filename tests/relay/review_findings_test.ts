@@ -294,3 +294,37 @@ Deno.test("a held first contact paired late still gets its response through", ()
   const back = h.send(response(0x30, readU32(toA.payload, 4), kB), A);
   assert.deepEqual(back.targets, [text(B)], `A's response reaches B (got ${back.reason})`);
 });
+
+Deno.test("a roam back to a side's home network cannot carry another address's proof", () => {
+  // The side's home (its last proven address) is read by endpoint id when it roams. A home the
+  // endpoint table forgot would let its id, with a fresh peer's proof, be taken by someone else,
+  // and a later roam into the old home's network would inherit that proof: unlimited sending to
+  // an unproven address. Homes now hold a session reference, as the side's own address does.
+  const A: Addr = { host: "127.0.0.1", port: 1001 }, B: Addr = { host: "127.0.0.2", port: 1002 };
+  const B2: Addr = { host: "127.0.0.2", port: 2002 }, B3: Addr = { host: "127.0.0.2", port: 4004 };
+  const F: Addr = { host: "10.9.9.9", port: 3003 };
+  const Z: Addr = { host: "10.7.7.7", port: 5005 }, W: Addr = { host: "10.7.7.8", port: 5006 };
+  const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
+  const h = new RelayHarness([[kA, kB], [kC, kD]]);
+  const { aIndex, bIndex } = h.establish(kA, kB, A, B, 0x100);
+  let counter = 1;
+  for (let i = 0; i < 16; i++) {
+    h.advance(10_000);
+    h.send(transport(aIndex, counter++), B); // B stays its key's live location
+  }
+  h.send(transport(aIndex, counter++), B2); // a rebinding within B's address: B2 becomes home
+  h.send(transport(aIndex, counter++), F); // a move to another network: home stays B2
+  h.advance(1_000);
+  h.establish(kC, kD, Z, W, 0x500); // a fresh, proven pair that could take a forgotten id
+  h.advance(21_500); // B2's own proof has run out; the session lives on
+  h.send(transport(aIndex, counter++), B3); // back into the home network, unproven
+  const drops: Record<string, number> = {};
+  let forwarded = 0;
+  for (let n = 1; n <= 50; n++) {
+    const o = h.send(transport(bIndex, n, 1400), A);
+    if (o.action === "forward") forwarded++;
+    else drops[o.reason!] = (drops[o.reason!] ?? 0) + 1;
+  }
+  assert.equal(forwarded, 0, "nothing beyond B3's own credit");
+  assert.deepEqual(drops, { "no-credit": 50 });
+});
