@@ -44,12 +44,7 @@ Deno.test(
   async () => {
     const PAIRS = 4, SESSIONS = 1000, ATTACK_PACKETS = 1_000_000, ATTACK_LIMIT_MS = 30_000;
     const keys = Array.from({ length: PAIRS }, () => [randomKey(), randomKey()]);
-    const bridge = await startBridge(keys, [
-      "--handshake-rate",
-      "100000",
-      "--handshake-burst",
-      "100000",
-    ]);
+    const bridge = await startBridge(keys);
     // Pair j: responder a[j] holds keys[j][0], initiator b[j] holds keys[j][1].
     const a = keys.map((_, j) => new Peer(`127.0.0.${10 + j}`, bridge.port));
     const b = keys.map((_, j) => new Peer(`127.0.0.${20 + j}`, bridge.port));

@@ -36,14 +36,7 @@ Deno.test(
   loopbackTestOptions,
   async () => {
     const kA = randomKey(), kB = randomKey(), kC = randomKey(), kD = randomKey();
-    const bridge = await startBridge([[kA, kB], [kC, kD]], [
-      "--log-level",
-      "debug",
-      "--handshake-rate",
-      "100",
-      "--handshake-burst",
-      "20",
-    ]);
+    const bridge = await startBridge([[kA, kB], [kC, kD]], ["--log-level", "debug"]);
     const a = new Peer("127.0.0.2", bridge.port);
     const b = new Peer("127.0.0.3", bridge.port);
     const c = new Peer("127.0.0.4", bridge.port);
